@@ -1,0 +1,8 @@
+"""Where each top-level command lives: (module, attribute). Each module imports the library
+lazily inside its command functions, so `mfrec --help` stays instant."""
+
+from __future__ import annotations
+
+COMMANDS: list[tuple[str, str]] = [
+    ("mfrec.cli.info_cmd", "info"),
+]

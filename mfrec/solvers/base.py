@@ -1,0 +1,139 @@
+"""What every solver shares: the parameters being trained, the training arrays, the
+hyperparameters, and the one-method interface the trainer drives ("run one epoch")."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass
+class Factors:
+    """The parameters of r̂(u,i) = mu + bu[u] + bi[i] + P[u]·Q[i]; solvers update them in place.
+
+    With ``use_bias=False`` mu, bu and bi stay zero and are never updated.
+    """
+
+    P: NDArray[np.floating]
+    Q: NDArray[np.floating]
+    bu: NDArray[np.floating]
+    bi: NDArray[np.floating]
+    mu: float
+    use_bias: bool = True
+
+    @classmethod
+    def initial(
+        cls,
+        n_users: int,
+        n_items: int,
+        factors: int,
+        *,
+        mu: float,
+        use_bias: bool,
+        init_std: float,
+        dtype: type[np.floating],
+        rng: np.random.Generator,
+    ) -> Factors:
+        """Starting point shared by every solver: P, Q ~ N(0, init_std^2), biases 0.
+
+        P is drawn before Q from the same generator, so one seed gives every solver the same
+        start (what `compare` relies on). mu is the mean training rating (0 without biases).
+        """
+        P = rng.normal(0.0, init_std, size=(n_users, factors)).astype(dtype)
+        Q = rng.normal(0.0, init_std, size=(n_items, factors)).astype(dtype)
+        return cls(
+            P,
+            Q,
+            np.zeros(n_users, dtype=dtype),
+            np.zeros(n_items, dtype=dtype),
+            float(mu) if use_bias else 0.0,
+            use_bias,
+        )
+
+    def copy(self) -> Factors:
+        """A deep copy (the trainer keeps one of the best epoch for early stopping)."""
+        return Factors(
+            self.P.copy(), self.Q.copy(), self.bu.copy(), self.bi.copy(), self.mu, self.use_bias
+        )
+
+
+@dataclass
+class TrainSet:
+    """Training ratings as contiguous arrays in the training dtype; no raw IDs, no pandas."""
+
+    users: NDArray[np.int32]
+    items: NDArray[np.int32]
+    ratings: NDArray[np.floating]
+    n_users: int
+    n_items: int
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.ratings)
+
+
+@dataclass(frozen=True)
+class SolverParams:
+    """Hyperparameters every solver receives; a solver ignores what does not apply to it.
+
+    lr: base learning rate (None: the solver's own default).
+    reg: lambda on |p_u|^2 and |q_i|^2; reg_bias: lambda on b_u^2 and b_i^2.
+    optimizer: constant | decay | adagrad | momentum | adam.
+    decay: for ``decay``, lr_t = lr / (1 + decay * t) with t the epoch index from 0.
+    momentum: beta for ``momentum`` (and beta1 for ``adam``).
+    batch_size: ratings per mini-batch (minibatch only).
+    line_search: backtracking line search on J (bgd only).
+    """
+
+    lr: float | None = None
+    reg: float = 0.02
+    reg_bias: float = 0.02
+    optimizer: str = "constant"
+    decay: float = 0.0
+    momentum: float = 0.9
+    batch_size: int = 1024
+    line_search: bool = False
+
+
+class Solver(ABC):
+    """One training algorithm. The trainer owns the epoch loop; a solver runs one epoch.
+
+    Subclasses set `name` and `default_lr`, and may override `default_optimizer`.
+    The constructor receives the factors to update in place, the training set, the
+    hyperparameters and the random generator (the only source of randomness, e.g. for the
+    shuffle order, which is drawn here and passed to kernels).
+    """
+
+    name: ClassVar[str]
+    default_lr: ClassVar[float]
+    default_optimizer: ClassVar[str] = "constant"
+    default_epochs: ClassVar[int] = 20
+
+    def __init__(
+        self,
+        factors: Factors,
+        train: TrainSet,
+        params: SolverParams,
+        rng: np.random.Generator,
+    ):
+        self.factors = factors
+        self.train = train
+        self.params = params
+        self.rng = rng
+
+    @property
+    def lr(self) -> float:
+        """The base learning rate in use."""
+        return self.default_lr if self.params.lr is None else self.params.lr
+
+    @abstractmethod
+    def run_epoch(self, epoch: int) -> int:
+        """Run one pass over the training data, updating `self.factors` in place.
+
+        Returns the number of parameter updates made (ratings for sgd, batches for
+        minibatch, 1 for bgd, 2 half-steps for als).
+        """
