@@ -36,7 +36,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
 def atomic_open(
     target: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8", **kwargs
 ) -> Iterator[IO]:
-    """Open a temporary file beside `target` for writing; it replaces `target` when closed cleanly."""
+    """Open a temporary file beside `target`; it replaces `target` once closed cleanly."""
     if "b" in mode:
         encoding = None
     with atomic_path(target) as tmp, open(tmp, mode, encoding=encoding, **kwargs) as fh:

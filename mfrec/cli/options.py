@@ -1,0 +1,85 @@
+"""Loader options shared by every command that reads a ratings file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from mfrec.data import RatingData
+
+LOADER_KEYS = ("preset", "sep", "header", "columns", "scale", "duplicates", "encoding")
+# Kept in step with mfrec.load.PRESETS and DUPLICATE_POLICIES by tests/test_cli_load.py;
+# listed here so that building the CLI does not import pandas.
+PRESET_NAMES = ("auto", "generic", "ml-100k", "ml-1m", "ml-10m", "ml-latest")
+DUPLICATE_CHOICES = ("last", "mean", "error")
+
+
+def ratings_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the loader options (--preset, --sep, --header/--no-header, --columns, --scale,
+    --duplicates, --encoding) to a command; pass them on with `load_from_options`."""
+    options = [
+        click.option(
+            "--preset",
+            type=click.Choice(PRESET_NAMES),
+            default="auto",
+            show_default=True,
+            help="Named file layout (ml-100k: u.data; ml-1m/ml-10m: ratings.dat with '::'; "
+            "ml-latest: ratings.csv). Explicit options below override it.",
+        ),
+        click.option(
+            "--sep",
+            default=None,
+            help="Column separator: ',', tab (or 'tab'), ';', '|', '::', or 'space' for any "
+            "whitespace. Detected by default.",
+        ),
+        click.option(
+            "--header/--no-header",
+            default=None,
+            help="Whether the first line holds column names. Detected by default.",
+        ),
+        click.option(
+            "--columns",
+            default=None,
+            metavar="USER,ITEM,RATING[,TIMESTAMP]",
+            help="Columns by header name (userId,movieId,rating) or 1-based position (1,2,3).",
+        ),
+        click.option(
+            "--scale",
+            default=None,
+            metavar="MIN,MAX",
+            help="Rating scale; ratings outside it are an error. Default: taken from the data.",
+        ),
+        click.option(
+            "--duplicates",
+            type=click.Choice(DUPLICATE_CHOICES),
+            default="last",
+            show_default=True,
+            help="A repeated (user, item) pair: keep the last, average them, or stop.",
+        ),
+        click.option(
+            "--encoding",
+            default=None,
+            help="Text encoding. Default: UTF-8 (BOM allowed), latin-1 when not UTF-8.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def pop_loader_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Remove the loader options from a command's keyword arguments and return them."""
+    return {key: kwargs.pop(key) for key in LOADER_KEYS if key in kwargs}
+
+
+def load_from_options(source: str, **options: Any) -> RatingData:
+    """Load `source` with the options that `ratings_options` collected."""
+    from mfrec.load import load_ratings, parse_scale
+
+    scale = options.pop("scale", None)
+    return load_ratings(
+        source, scale=parse_scale(scale) if scale is not None else None, **options
+    )

@@ -1,0 +1,77 @@
+"""ID maps and the loader keep raw IDs exactly: property-based round trips."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mfrec.idmap import IdMap
+from mfrec.load import load_ratings
+
+# IDs as the loader sees them: no line breaks, no surrounding whitespace (that is stripped).
+ids = (
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")),
+        min_size=1,
+        max_size=8,
+    )
+    .map(str.strip)
+    .filter(bool)
+)
+
+
+@given(st.lists(ids, min_size=1, max_size=30, unique=True))
+def test_idmap_round_trip(raw):
+    m = IdMap(raw)
+    assert len(m) == len(raw)
+    assert list(m.to_ids(m.indices(raw))) == raw
+    assert [m.index(x) for x in raw] == list(range(len(raw)))
+    assert list(m.to_array()) == raw
+
+
+def test_unknown_ids_map_to_minus_one():
+    m = IdMap(["007", "7"])
+    assert m.indices(["7", "07", "007", "x"]).tolist() == [1, -1, 0, -1]
+    assert m.index("0007") == -1
+    assert "007" in m and "07" not in m
+
+
+def test_factorize_numbers_in_order_of_first_appearance():
+    codes, m = IdMap.factorize(["b", "a", "b", "c"])
+    assert codes.tolist() == [0, 1, 0, 2] and codes.dtype == np.int32
+    assert list(m.ids) == ["b", "a", "c"]
+
+
+def test_duplicate_ids_are_refused():
+    with pytest.raises(ValueError, match="IdMap: duplicate ID 'x'"):
+        IdMap(["x", "y", "x"])
+
+
+def test_take_renumbers():
+    m = IdMap(["a", "b", "c"]).take([2, 0])
+    assert list(m.ids) == ["c", "a"]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(
+        st.tuples(ids, ids, st.integers(1, 5)), min_size=1, max_size=25, unique_by=lambda r: r[:2]
+    )
+)
+def test_loader_keeps_any_id_exactly(tmp_path_factory, rows):
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["user", "item", "rating"])
+    writer.writerows(rows)
+    path = tmp_path_factory.mktemp("ids") / "r.csv"
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    frame = load_ratings(path, sep=",", header=True).to_frame()
+    got = list(zip(frame.user, frame.item, frame.rating.astype(int), strict=True))
+    assert got == [(u, i, r) for u, i, r in rows]
