@@ -445,9 +445,8 @@ class _TextReader:
             frame = frame[~_blank_rows(frame)]
             if frame.isna().to_numpy().any():
                 raise self._diagnose(encoding, rows_done, "missing fields")
-            u_ids = frame[u_pos].str.strip()
-            i_ids = frame[i_pos].str.strip()
-            if ((u_ids == "") | (i_ids == "")).any():
+            u_codes, i_codes = umap.add(frame[u_pos]), imap.add(frame[i_pos])
+            if u_codes is None or i_codes is None:
                 raise self._diagnose(encoding, rows_done, "empty ID")
             r = frame[r_pos].to_numpy(dtype=np.float64)
             if not np.isfinite(r).all() or (scale is not None and _outside(r, scale).any()):
@@ -457,18 +456,18 @@ class _TextReader:
                     stamps.append(_parse_timestamps(frame[t_pos]))
                 except ValueError:
                     raise self._diagnose(encoding, rows_done, "bad timestamp") from None
-            users.append(umap.add(u_ids))
-            items.append(imap.add(i_ids))
-            ratings.append(r)
+            users.append(u_codes)
+            items.append(i_codes)
+            ratings.append(_narrow(r))
             rows_done += len(frame)
         if rows_done == 0:
             what = "has a header line but no ratings" if self.header else "has no ratings"
             raise DataFormatError(f"the file {what}", source=self.src)
         data = _assemble(
-            np.concatenate(users),
-            np.concatenate(items),
-            np.concatenate(ratings),
-            np.concatenate(stamps) if stamps else None,
+            _drain(users),
+            _drain(items),
+            _drain(ratings),
+            _drain(stamps) if stamps else None,
             umap.to_idmap(),
             imap.to_idmap(),
             scale,
@@ -580,8 +579,18 @@ class _GrowingMap:
     def __init__(self):
         self.index = pd.Index([], dtype=object)
 
-    def add(self, ids: pd.Series) -> NDArray[np.int32]:
+    def add(self, ids: pd.Series) -> NDArray[np.int32] | None:
+        """Indices of `ids`, numbering new ones; None when an ID is empty."""
         codes, uniques = pd.factorize(ids, sort=False)
+        # Surrounding whitespace is not part of an ID; stripping the few distinct values is
+        # much cheaper than stripping every row.
+        stripped = pd.Index(uniques).str.strip()
+        if (stripped == "").any():
+            return None
+        if not stripped.equals(pd.Index(uniques)):
+            merged, stripped = pd.factorize(stripped, sort=False)
+            codes = merged[codes]
+        uniques = stripped
         pos = self.index.get_indexer(uniques)
         new = pos < 0
         if new.any():
@@ -702,21 +711,44 @@ def _id_strings(col: pd.Series) -> NDArray[np.object_]:
     return col.astype(str).str.strip().to_numpy(dtype=object)
 
 
+def _drain(chunks: list[NDArray]) -> NDArray:
+    """Concatenate and empty the list, so the chunks are freed before the next array is built."""
+    out = np.concatenate(chunks)
+    chunks.clear()
+    return out
+
+
+def _narrow(ratings: NDArray[np.floating]) -> NDArray[np.floating]:
+    """float32 when that is exact (1-5, half stars, 1-10 ...): half the memory; else float64."""
+    narrow = ratings.astype(np.float32)
+    return narrow if np.array_equal(narrow, ratings) else ratings.astype(np.float64, copy=False)
+
+
+def _pair_keys(users: NDArray, items: NDArray, n_items: int) -> NDArray[np.int64]:
+    key = users.astype(np.int64)
+    key *= max(n_items, 1)
+    key += items
+    return key
+
+
+def _has_duplicates(users: NDArray, items: NDArray, n_items: int) -> bool:
+    # Sorting one int64 copy in place needs far less memory than a hash table of the pairs.
+    key = _pair_keys(users, items, n_items)
+    key.sort()
+    return bool((key[1:] == key[:-1]).any())
+
+
 def _assemble(
     users, items, ratings, stamps, umap, imap, scale, duplicates, layout, src, line_of
 ) -> RatingData:
-    key = users.astype(np.int64) * max(len(imap), 1) + items
-    dup = pd.Series(key).duplicated(keep=False).to_numpy()
-    if dup.any():
+    if _has_duplicates(users, items, len(imap)):
+        key = _pair_keys(users, items, len(imap))
+        dup = pd.Series(key).duplicated(keep=False).to_numpy()
         users, items, ratings, stamps = _resolve_duplicates(
             key, dup, users, items, ratings, stamps, umap, imap, duplicates, src, line_of
         )
     if scale is None:
         scale = (float(ratings.min()), float(ratings.max()))
-    narrow = ratings.astype(np.float32)
-    # float32 halves the memory and is exact for the usual 1-5, half-star or 1-10 scales.
-    if np.array_equal(narrow.astype(np.float64), ratings):
-        ratings = narrow
     return RatingData(
         users=np.ascontiguousarray(users, dtype=np.int32),
         items=np.ascontiguousarray(items, dtype=np.int32),
