@@ -68,3 +68,20 @@ class ModelFileError(MfrecError):
     """A model file is truncated, foreign or written by a newer mfrec."""
 
     exit_code = 2
+
+
+class ParameterError(MfrecError, ValueError):
+    """A hyperparameter outside its allowed range: names the parameter, its value and the range.
+
+    `param`, `value` and `reason` stay available so the CLI can name its own option instead.
+    """
+
+    exit_code = 2
+
+    def __init__(self, param: str, value: object, reason: str):
+        self.param = param
+        self.value = value
+        self.reason = reason
+        # Numpy scalars print as plain numbers (1.5, not np.float64(1.5)).
+        shown = value.item() if getattr(value, "ndim", None) == 0 else value
+        super().__init__(f"{param}={shown!r}: {reason}")
