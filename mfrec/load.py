@@ -332,6 +332,15 @@ class _TextReader:
         names = [f.strip().strip('"') for f in first] if header else None
         sample = [self._split(ln) for ln in lines[1 if header else 0 :][:50]]
         self.n_fields = len(first) if header or not sample else _mode([len(f) for f in sample])
+        # "::" is one character repeated: splitting on ":" and dropping the empty fields
+        # between keeps the fast C parser. An ID holding ":" changes the field count, which
+        # the parser reports; the read is then redone with the (slower) python engine.
+        single = self.sep[0]
+        self.split_on_one_char = (
+            len(self.sep) > 1
+            and set(self.sep) == {single}
+            and all(ln.count(single) == len(self.sep) * (self.n_fields - 1) for ln in lines)
+        )
         self.positions = _pick_columns(names, self.n_fields, cols, self.src, sample)
         # Numeric columns are parsed by the C parser itself: far faster than converting strings.
         self.dtypes = {j: str for j in range(self.n_fields)}
@@ -368,7 +377,11 @@ class _TextReader:
 
     def _split(self, line: str) -> list[str]:
         if self.sep == " ":
-            return line.split()
+            if '"' not in line:
+                return line.split()
+            return [
+                q.replace('""', '"') if q else bare for q, bare in _QUOTED_OR_BARE.findall(line)
+            ]
         if len(self.sep) == 1:
             return next(csv.reader([line], delimiter=self.sep, skipinitialspace=True), [])
         return line.split(self.sep)
@@ -379,6 +392,9 @@ class _TextReader:
         """Parse the whole file; on any parse failure, diagnose the offending line."""
         try:
             return self._read(self.encoding, scale, duplicates)
+        except _SplitMismatch:
+            self.split_on_one_char = False
+            return self.read(scale, duplicates)
         except UnicodeDecodeError:
             if self.encoding.startswith("utf-8"):
                 log.warning("%s is not valid UTF-8; reading it as latin-1", self.src)
@@ -405,9 +421,7 @@ class _TextReader:
             kw["sep"] = r"\s+"
         elif len(self.sep) == 1:
             kw.update(sep=self.sep, skipinitialspace=True)
-        elif len(set(self.sep)) == 1 and self._repeated_char_split_ok():
-            # "::" is one character repeated: split on it and drop the empty fields between,
-            # which keeps the fast C parser (the python engine is ~10x slower).
+        elif self.split_on_one_char:
             kw.update(sep=self.sep[0], names=list(range(2 * n - 1)))
             kw["dtype"] = {2 * j: t for j, t in self.dtypes.items()}
             kw["usecols"] = [2 * j for j in range(n)]
@@ -418,14 +432,6 @@ class _TextReader:
                 if "usecols" in kw:
                     frame.columns = range(n)
                 yield frame
-
-    def _repeated_char_split_ok(self) -> bool:
-        """True when splitting on one character of a repeated separator cannot mis-split."""
-        with self._open_text(self.encoding) as fh:
-            head = fh.read(SNIFF_BYTES)
-        lines = [ln for ln in head.splitlines()[:-1] if ln.strip()]
-        single = self.sep[0]
-        return all(ln.count(single) == len(self.sep) * (self.n_fields - 1) for ln in lines)
 
     def _read(self, encoding: str, scale, duplicates: str) -> RatingData:
         umap = _GrowingMap()
@@ -441,9 +447,13 @@ class _TextReader:
             except StopIteration:
                 break
             except (ValueError, pd.errors.ParserError) as exc:
+                if self.split_on_one_char:
+                    raise _SplitMismatch from None
                 raise self._diagnose(encoding, rows_done, str(exc)) from None
             frame = frame[~_blank_rows(frame)]
             if frame.isna().to_numpy().any():
+                if self.split_on_one_char:
+                    raise _SplitMismatch
                 raise self._diagnose(encoding, rows_done, "missing fields")
             u_codes, i_codes = umap.add(frame[u_pos]), imap.add(frame[i_pos])
             if u_codes is None or i_codes is None:
@@ -570,6 +580,13 @@ def _parse_timestamps(col: pd.Series) -> NDArray[np.int64]:
     dates = pd.to_datetime(col, errors="raise", utc=True, format="mixed")
     seconds = (dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
     return seconds.to_numpy(dtype=np.int64)
+
+
+class _SplitMismatch(Exception):
+    """The fast split of a repeated-character separator met a line it cannot split."""
+
+
+_QUOTED_OR_BARE = re.compile(r'"((?:[^"]|"")*)"|(\S+)')
 
 
 class _GrowingMap:

@@ -435,3 +435,16 @@ def test_movielens_100k_with_its_preset_and_detected():
     detected = load_ratings(ML100K / "u.data")
     assert np.array_equal(detected.ratings, by_preset.ratings)
     assert detected.user_map == by_preset.user_map
+
+
+def test_colon_inside_an_id_past_the_sniffed_head(tmp_path, monkeypatch):
+    monkeypatch.setattr("mfrec.load.SNIFF_BYTES", 64)
+    lines = [f"{k}::{k % 3}::4" for k in range(40)] + ["x:y::1::2"]
+    data = load_ratings(write(tmp_path, "\n".join(lines) + "\n"), sep="::")
+    assert triples(data)[-1] == ("x:y", "1", 2.0)
+    assert data.layout.sep == "::"
+
+
+def test_quoted_ids_with_spaces_in_a_whitespace_file(tmp_path):
+    data = load_ratings(write(tmp_path, '"a b" 1 5\n"say ""hi""" 2 3\nc 3 1\n'), sep=" ")
+    assert triples(data) == [("a b", "1", 5.0), ('say "hi"', "2", 3.0), ("c", "3", 1.0)]

@@ -11,4 +11,3 @@ def main(argv: list[str] | None = None) -> None:
 
 
 __all__ = ["cli", "main"]
-

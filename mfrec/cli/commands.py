@@ -4,5 +4,7 @@ lazily inside its command functions, so `mfrec --help` stays instant."""
 from __future__ import annotations
 
 COMMANDS: list[tuple[str, str]] = [
+    ("mfrec.cli.info_cmd", "info"),
+    ("mfrec.cli.split_cmd", "split"),
     ("mfrec.cli.data_cmd", "data"),
 ]

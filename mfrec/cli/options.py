@@ -80,6 +80,4 @@ def load_from_options(source: str, **options: Any) -> RatingData:
     from mfrec.load import load_ratings, parse_scale
 
     scale = options.pop("scale", None)
-    return load_ratings(
-        source, scale=parse_scale(scale) if scale is not None else None, **options
-    )
+    return load_ratings(source, scale=parse_scale(scale) if scale is not None else None, **options)
