@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# `make demo`: the main job on the sample data in data/, end to end.
+set -euo pipefail
+bin=${1:-.venv/bin}
+out=${DEMO_OUT:-out/demo}
+mkdir -p "$out"
+run() { echo; echo "\$ mfrec $*"; "$bin/mfrec" "$@"; }
+
+run info data/ratings.csv
+run split data/ratings.csv -o "$out/split" --test-size 0.2 --by user --seed 0 --force
+if "$bin/mfrec" train --help >/dev/null 2>&1; then
+  run train "$out/split/train.csv" -o "$out/model.npz" --validation 0.1 --history "$out/history.csv" --seed 0
+fi
+echo
+echo "demo outputs are in $out/"
