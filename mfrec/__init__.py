@@ -20,6 +20,8 @@ _EXPORTS = {
     "NotFittedError": "mfrec.errors",
     "UnknownItemError": "mfrec.errors",
     "UnknownUserError": "mfrec.errors",
+    "ParameterError": "mfrec.errors",
+    "MatrixFactorization": "mfrec.model",
     "IdMap": "mfrec.idmap",
     "Layout": "mfrec.data",
     "RatingData": "mfrec.data",
@@ -34,9 +36,11 @@ __all__ = [
     "DivergenceError",
     "IdMap",
     "Layout",
+    "MatrixFactorization",
     "MfrecError",
     "ModelFileError",
     "NotFittedError",
+    "ParameterError",
     "RatingData",
     "UnknownItemError",
     "UnknownUserError",
@@ -53,11 +57,13 @@ if TYPE_CHECKING:
         MfrecError,
         ModelFileError,
         NotFittedError,
+        ParameterError,
         UnknownItemError,
         UnknownUserError,
     )
     from mfrec.idmap import IdMap
     from mfrec.load import PRESETS, load_ratings
+    from mfrec.model import MatrixFactorization
 
 
 def __getattr__(name: str) -> Any:

@@ -29,7 +29,7 @@ class ProgressBar:
         Formats the done and total amounts (e.g. as megabytes).
     """
 
-    width = 24
+    width = 20
 
     def __init__(
         self,

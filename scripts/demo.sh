@@ -8,8 +8,7 @@ run() { echo; echo "\$ mfrec $*"; "$bin/mfrec" "$@"; }
 
 run info data/ratings.csv
 run split data/ratings.csv -o "$out/split" --test-size 0.2 --by user --seed 0 --force
-if "$bin/mfrec" train --help >/dev/null 2>&1; then
-  run train "$out/split/train.csv" -o "$out/model.npz" --validation 0.1 --history "$out/history.csv" --seed 0
-fi
+run train "$out/split/train.csv" -o "$out/model.npz" --validation 0.1 --patience 3 \
+  --history "$out/history.csv" --seed 0
 echo
 echo "demo outputs are in $out/"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
+import numpy as np
 import pytest
 
 from mfrec.atomic import atomic_open, atomic_path
@@ -43,3 +44,13 @@ def test_parent_folders_are_created(tmp_path):
     with atomic_open(tmp_path / "a" / "b" / "c.txt") as fh:
         fh.write("x")
     assert (tmp_path / "a" / "b" / "c.txt").read_text() == "x"
+
+
+def test_suffix_ends_the_temporary_name(tmp_path):
+    # numpy.savez appends ".npz" to a name that does not end in it.
+    target = tmp_path / "m.npz"
+    with atomic_path(target, suffix=".npz") as tmp:
+        assert tmp.name.endswith(".npz")
+        np.savez(tmp, a=np.arange(3))
+    assert os.listdir(tmp_path) == ["m.npz"]
+    assert np.load(target)["a"].tolist() == [0, 1, 2]

@@ -7,4 +7,5 @@ COMMANDS: list[tuple[str, str]] = [
     ("mfrec.cli.info_cmd", "info"),
     ("mfrec.cli.split_cmd", "split"),
     ("mfrec.cli.data_cmd", "data"),
+    ("mfrec.cli.train_cmd", "train"),
 ]

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
+
+# Defaults the estimator uses for every solver. Chosen on the MovieLens 100k splits u1..u5
+# (base files for training, test files for scoring; see docs/math.md and
+# benchmarks/tune_defaults.py): the regularisation has to suit the solvers that really
+# minimise J (bgd, als), not only early-stopped sgd.
+DEFAULT_FACTORS = 100
+DEFAULT_REG = 0.1
+DEFAULT_REG_BIAS = 0.05
+DEFAULT_INIT_STD = 0.1
 
 
 @dataclass
@@ -61,6 +70,24 @@ class Factors:
         )
 
 
+class Csr(NamedTuple):
+    """The ratings grouped by row (user or item): row x holds positions ``indptr[x]:indptr[x+1]``.
+
+    ``cols`` are the other side's indices, ``vals`` the ratings and ``order`` the positions of
+    those ratings in the `TrainSet` arrays (``vals == ratings[order]``).
+    """
+
+    indptr: NDArray[np.int64]
+    cols: NDArray[np.int32]
+    vals: NDArray[np.floating]
+    order: NDArray[np.int64]
+
+    @property
+    def counts(self) -> NDArray[np.int64]:
+        """Ratings per row."""
+        return np.diff(self.indptr)
+
+
 @dataclass
 class TrainSet:
     """Training ratings as contiguous arrays in the training dtype; no raw IDs, no pandas."""
@@ -75,6 +102,27 @@ class TrainSet:
     def __len__(self) -> int:
         return len(self.ratings)
 
+    def by_user(self) -> Csr:
+        """The ratings grouped by user (built once, then cached)."""
+        return self._grouped("by_user", self.users, self.items, self.n_users)
+
+    def by_item(self) -> Csr:
+        """The ratings grouped by item (built once, then cached)."""
+        return self._grouped("by_item", self.items, self.users, self.n_items)
+
+    def _grouped(self, key: str, rows: NDArray, cols: NDArray, n_rows: int) -> Csr:
+        if key not in self._cache:
+            order = np.argsort(rows, kind="stable")
+            indptr = np.zeros(n_rows + 1, dtype=np.int64)
+            np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+            self._cache[key] = Csr(
+                indptr,
+                np.ascontiguousarray(cols[order], dtype=np.int32),
+                self.ratings[order],
+                order,
+            )
+        return self._cache[key]
+
 
 @dataclass(frozen=True)
 class SolverParams:
@@ -82,7 +130,7 @@ class SolverParams:
 
     lr: base learning rate (None: the solver's own default).
     reg: lambda on |p_u|^2 and |q_i|^2; reg_bias: lambda on b_u^2 and b_i^2.
-    optimizer: constant | decay | adagrad | momentum | adam.
+    optimizer: constant | decay | adagrad | momentum | adam (None: the solver's own default).
     decay: for ``decay``, lr_t = lr / (1 + decay * t) with t the epoch index from 0.
     momentum: beta for ``momentum`` (and beta1 for ``adam``).
     batch_size: ratings per mini-batch (minibatch only).
@@ -90,9 +138,9 @@ class SolverParams:
     """
 
     lr: float | None = None
-    reg: float = 0.02
-    reg_bias: float = 0.02
-    optimizer: str = "constant"
+    reg: float = DEFAULT_REG
+    reg_bias: float = DEFAULT_REG_BIAS
+    optimizer: str | None = None
     decay: float = 0.0
     momentum: float = 0.9
     batch_size: int = 1024
@@ -129,6 +177,11 @@ class Solver(ABC):
     def lr(self) -> float:
         """The base learning rate in use."""
         return self.default_lr if self.params.lr is None else self.params.lr
+
+    @property
+    def optimizer(self) -> str:
+        """The optimizer in use."""
+        return self.default_optimizer if self.params.optimizer is None else self.params.optimizer
 
     @abstractmethod
     def run_epoch(self, epoch: int) -> int:

@@ -1,0 +1,112 @@
+"""The objective every solver minimises, its gradient, and predictions on arrays.
+
+    r̂(u,i) = mu + b_u + b_i + p_u·q_i        (without biases: r̂ = p_u·q_i)
+    J = (1/|R|) Σ_{(u,i)∈R} [ (r_ui - r̂_ui)² + reg (|p_u|² + |q_i|²) + reg_bias (b_u² + b_i²) ]
+
+The regularisation is weighted per rating: a user with n_u ratings pays reg·n_u·|p_u|². mu is
+fixed (the training mean), not learned. docs/math.md derives the gradient.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from mfrec.kernels.predict import pair_dots
+from mfrec.solvers.base import Factors, TrainSet
+
+
+class Gradient(NamedTuple):
+    """∇J, one array per parameter group, shaped like the parameters (zero biases without)."""
+
+    P: NDArray[np.floating]
+    Q: NDArray[np.floating]
+    bu: NDArray[np.floating]
+    bi: NDArray[np.floating]
+
+
+def predict(
+    factors: Factors, users: NDArray[np.integer], items: NDArray[np.integer]
+) -> NDArray[np.floating]:
+    """r̂ for each (users[k], items[k]) pair, in the factors' dtype (no clipping)."""
+    users = np.asarray(users)
+    items = np.asarray(items)
+    out = np.empty(len(users), dtype=factors.P.dtype)
+    pair_dots(factors.P, factors.Q, users, items, out)
+    if factors.use_bias:
+        out += factors.bu[users] + factors.bi[items] + factors.mu
+    return out
+
+
+def residuals(factors: Factors, train: TrainSet) -> NDArray[np.floating]:
+    """e = r - r̂ for every training rating."""
+    return train.ratings - predict(factors, train.users, train.items)
+
+
+def rmse(factors: Factors, train: TrainSet) -> float:
+    """Root mean squared error of the (unclipped) predictions on the training ratings."""
+    if len(train) == 0:
+        raise ValueError("rmse: no ratings")
+    e = residuals(factors, train)
+    return float(np.sqrt(np.einsum("n,n->", e, e, dtype=np.float64) / len(e)))
+
+
+def objective(factors: Factors, train: TrainSet, reg: float, reg_bias: float) -> float:
+    """J (see the module docstring), accumulated in float64."""
+    if len(train) == 0:
+        raise ValueError("objective: no ratings")
+    return _objective(factors, train, residuals(factors, train), reg, reg_bias)
+
+
+def objective_and_gradient(
+    factors: Factors, train: TrainSet, reg: float, reg_bias: float
+) -> tuple[float, Gradient]:
+    """J and ∇J in one pass over the ratings; the gradient is in the factors' dtype.
+
+    ∂J/∂p_u = (2/|R|) (reg·n_u·p_u - Σ_i e_ui q_i), likewise for q_i;
+    ∂J/∂b_u = (2/|R|) (reg_bias·n_u·b_u - Σ_i e_ui), likewise for b_i.
+    """
+    if len(train) == 0:
+        raise ValueError("objective: no ratings")
+    f = factors
+    e = residuals(f, train)
+    by_user = train.by_user()
+    # The sparse matrix E[u, i] = e_ui turns the per-row sums into two sparse products.
+    E = sp.csr_matrix(
+        (e[by_user.order], by_user.cols, by_user.indptr), (train.n_users, train.n_items)
+    )
+    n_u = by_user.counts.astype(f.P.dtype)
+    n_i = train.by_item().counts.astype(f.P.dtype)
+    scale = 2.0 / len(train)
+    gP = scale * (reg * n_u[:, None] * f.P - E @ f.Q)
+    gQ = scale * (reg * n_i[:, None] * f.Q - E.T @ f.P)
+    if f.use_bias:
+        su = np.bincount(train.users, weights=e, minlength=train.n_users)
+        si = np.bincount(train.items, weights=e, minlength=train.n_items)
+        gbu = (scale * (reg_bias * n_u * f.bu - su)).astype(f.P.dtype)
+        gbi = (scale * (reg_bias * n_i * f.bi - si)).astype(f.P.dtype)
+    else:
+        gbu = np.zeros_like(f.bu)
+        gbi = np.zeros_like(f.bi)
+    return _objective(f, train, e, reg, reg_bias), Gradient(gP, gQ, gbu, gbi)
+
+
+def _objective(
+    f: Factors, train: TrainSet, e: NDArray[np.floating], reg: float, reg_bias: float
+) -> float:
+    # einsum rather than BLAS dot products: no thread start-up on these short vectors.
+    def weighted_sq(counts: NDArray, X: NDArray) -> float:
+        """Σ_rows counts[row]·|X[row]|²."""
+        rows = np.einsum("nk,nk->n", X, X, dtype=np.float64)
+        return float(np.einsum("n,n->", counts.astype(np.float64), rows))
+
+    n_u = train.by_user().counts
+    n_i = train.by_item().counts
+    total = float(np.einsum("n,n->", e, e, dtype=np.float64))
+    total += reg * (weighted_sq(n_u, f.P) + weighted_sq(n_i, f.Q))
+    if f.use_bias:
+        total += reg_bias * (weighted_sq(n_u, f.bu[:, None]) + weighted_sq(n_i, f.bi[:, None]))
+    return total / len(e)

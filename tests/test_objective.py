@@ -1,0 +1,121 @@
+"""The objective J, predictions and train RMSE on hand-computed cases; TrainSet grouping."""
+
+import numpy as np
+import pytest
+
+from mfrec import objective
+from mfrec.solvers.base import Factors, TrainSet
+
+
+def tiny(use_bias: bool = True) -> tuple[Factors, TrainSet]:
+    """2 users, 2 items, k=1, 3 ratings: (0,0)=4, (0,1)=2, (1,1)=5."""
+    f = Factors(
+        P=np.array([[1.0], [2.0]]),
+        Q=np.array([[0.5], [-1.0]]),
+        bu=np.array([0.25, -0.5]) if use_bias else np.zeros(2),
+        bi=np.array([0.0, 1.0]) if use_bias else np.zeros(2),
+        mu=3.0 if use_bias else 0.0,
+        use_bias=use_bias,
+    )
+    train = TrainSet(
+        users=np.array([0, 0, 1], dtype=np.int32),
+        items=np.array([0, 1, 1], dtype=np.int32),
+        ratings=np.array([4.0, 2.0, 5.0]),
+        n_users=2,
+        n_items=2,
+    )
+    return f, train
+
+
+def test_predict_by_hand():
+    f, train = tiny()
+    # mu + bu + bi + p·q: 3+0.25+0+0.5, 3+0.25+1-1, 3-0.5+1-2
+    np.testing.assert_allclose(
+        objective.predict(f, train.users, train.items), [3.75, 3.25, 1.5], rtol=1e-12
+    )
+
+
+def test_predict_without_bias_ignores_mu_and_biases():
+    f, train = tiny(use_bias=False)
+    f.mu = 3.0
+    f.bu[:] = 7.0
+    np.testing.assert_allclose(objective.predict(f, train.users, train.items), [0.5, -1.0, -2.0])
+
+
+def test_objective_by_hand_weights_regularisation_per_rating():
+    f, train = tiny()
+    reg, reg_bias = 0.1, 0.2
+    sq_err = 0.25**2 + 1.25**2 + 3.5**2
+    # user 0 has 2 ratings, user 1 one; item 0 one, item 1 two
+    pen = reg * (2 * 1.0 + 1 * 4.0 + 1 * 0.25 + 2 * 1.0)
+    pen_b = reg_bias * (2 * 0.0625 + 1 * 0.25 + 1 * 0.0 + 2 * 1.0)
+    expected = (sq_err + pen + pen_b) / 3
+    assert objective.objective(f, train, reg, reg_bias) == pytest.approx(expected, rel=1e-12)
+
+
+def test_objective_without_bias_has_no_bias_penalty():
+    f, train = tiny(use_bias=False)
+    sq_err = (4 - 0.5) ** 2 + (2 + 1.0) ** 2 + (5 + 2.0) ** 2
+    pen = 0.1 * (2 * 1.0 + 4.0 + 0.25 + 2 * 1.0)
+    expected = (sq_err + pen) / 3
+    assert objective.objective(f, train, 0.1, 100.0) == pytest.approx(expected, rel=1e-12)
+
+
+def test_objective_and_gradient_returns_the_same_objective():
+    f, train = tiny()
+    value, _ = objective.objective_and_gradient(f, train, 0.1, 0.2)
+    assert value == pytest.approx(objective.objective(f, train, 0.1, 0.2), rel=1e-12)
+
+
+def test_rmse_by_hand():
+    f, train = tiny()
+    expected = np.sqrt((0.25**2 + 1.25**2 + 3.5**2) / 3)
+    assert objective.rmse(f, train) == pytest.approx(expected, rel=1e-12)
+
+
+def test_float32_factors_give_float32_predictions_and_float64_objective():
+    f, train = tiny()
+    f32 = Factors(*(a.astype(np.float32) for a in (f.P, f.Q, f.bu, f.bi)), f.mu, True)
+    train32 = TrainSet(train.users, train.items, train.ratings.astype(np.float32), 2, 2)
+    assert objective.predict(f32, train.users, train.items).dtype == np.float32
+    assert objective.objective(f32, train32, 0.1, 0.2) == pytest.approx(
+        objective.objective(f, train, 0.1, 0.2), rel=1e-6
+    )
+    _, grad = objective.objective_and_gradient(f32, train32, 0.1, 0.2)
+    assert {g.dtype for g in grad} == {np.dtype(np.float32)}
+
+
+@pytest.mark.parametrize(
+    ("func", "message"),
+    [
+        (lambda f, t: objective.objective(f, t, 0.1, 0.1), "objective: no ratings"),
+        (lambda f, t: objective.objective_and_gradient(f, t, 0.1, 0.1), "objective: no ratings"),
+        (objective.rmse, "rmse: no ratings"),
+    ],
+)
+def test_empty_training_set_raises(func, message):
+    f, _ = tiny()
+    empty = TrainSet(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0), 2, 2)
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        func(f, empty)
+
+
+def test_trainset_groups_by_user_and_item_and_caches():
+    train = TrainSet(
+        users=np.array([2, 0, 2, 1, 0], dtype=np.int32),
+        items=np.array([1, 0, 0, 1, 2], dtype=np.int32),
+        ratings=np.array([1.0, 2.0, 3.0, 4.0, 5.0]),
+        n_users=4,
+        n_items=3,
+    )
+    by_user = train.by_user()
+    np.testing.assert_array_equal(by_user.indptr, [0, 2, 3, 5, 5])  # user 3 has none
+    np.testing.assert_array_equal(by_user.cols, [0, 2, 1, 1, 0])
+    np.testing.assert_array_equal(by_user.vals, [2.0, 5.0, 4.0, 1.0, 3.0])
+    np.testing.assert_array_equal(by_user.vals, train.ratings[by_user.order])
+    np.testing.assert_array_equal(by_user.counts, [2, 1, 2, 0])
+    by_item = train.by_item()
+    np.testing.assert_array_equal(by_item.indptr, [0, 2, 4, 5])
+    np.testing.assert_array_equal(by_item.cols, [0, 2, 2, 1, 0])
+    assert train.by_user() is by_user
+    assert train.by_item() is by_item
