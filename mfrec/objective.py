@@ -61,6 +61,17 @@ def objective(factors: Factors, train: TrainSet, reg: float, reg_bias: float) ->
     return _objective(factors, train, residuals(factors, train), reg, reg_bias)
 
 
+def objective_and_rmse(
+    factors: Factors, train: TrainSet, reg: float, reg_bias: float
+) -> tuple[float, float]:
+    """J and the training RMSE from one prediction pass (the trainer's per-epoch figures)."""
+    if len(train) == 0:
+        raise ValueError("objective: no ratings")
+    e = residuals(factors, train)
+    sq = float(np.einsum("n,n->", e, e, dtype=np.float64))
+    return _objective(factors, train, e, reg, reg_bias), float(np.sqrt(sq / len(e)))
+
+
 def objective_and_gradient(
     factors: Factors, train: TrainSet, reg: float, reg_bias: float
 ) -> tuple[float, Gradient]:

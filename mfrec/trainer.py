@@ -210,11 +210,10 @@ class _Loop:
         t = self.train
         # Diverged factors overflow here; _check_divergence reports that, numpy need not.
         with np.errstate(over="ignore", invalid="ignore"):
-            row: dict[str, float] = {
-                "epoch": epoch,
-                "objective": objective.objective(f, t, self.params.reg, self.params.reg_bias),
-                "train_rmse": objective.rmse(f, t),
-            }
+            J, train_rmse = objective.objective_and_rmse(
+                f, t, self.params.reg, self.params.reg_bias
+            )
+            row: dict[str, float] = {"epoch": epoch, "objective": J, "train_rmse": train_rmse}
             if self.validation is not None:
                 row["validation_rmse"] = objective.rmse(f, self.validation)
         self.eval_seconds += time.perf_counter() - start

@@ -119,3 +119,18 @@ def test_trainset_groups_by_user_and_item_and_caches():
     np.testing.assert_array_equal(by_item.cols, [0, 2, 2, 1, 0])
     assert train.by_user() is by_user
     assert train.by_item() is by_item
+
+
+def test_objective_and_rmse_match_the_separate_functions():
+    rng = np.random.default_rng(3)
+    train = TrainSet(
+        rng.integers(0, 6, 40).astype(np.int32),
+        rng.integers(0, 5, 40).astype(np.int32),
+        rng.uniform(1, 5, 40),
+        6,
+        5,
+    )
+    f = Factors.initial(6, 5, 3, mu=3.0, use_bias=True, init_std=0.5, dtype=np.float64, rng=rng)
+    J, r = objective.objective_and_rmse(f, train, 0.1, 0.05)
+    assert J == pytest.approx(objective.objective(f, train, 0.1, 0.05), rel=1e-12)
+    assert r == pytest.approx(objective.rmse(f, train), rel=1e-12)
