@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import ML100K
 
 from mfrec.cli import cli
 from mfrec.cli.split_cmd import _output_suffix
 from mfrec.describe import describe
 from mfrec.load import load_ratings
 from mfrec.split import split
-
-ML100K = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k"
 
 # Four users with 5 ratings each, tab-separated like MovieLens u.data; IDs with leading zeros.
 LINES = [

@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ML100K
 
 from mfrec.data import Layout
 from mfrec.errors import DataFormatError
 from mfrec.load import PRESETS, load_ratings, parse_scale
-
-ML100K = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k"
 
 
 def write(tmp_path: Path, content: str | bytes, name: str = "r.csv") -> Path:

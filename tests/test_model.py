@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ML100K
 
 from mfrec import objective
 from mfrec.data import RatingData
@@ -16,7 +16,6 @@ from mfrec.errors import DivergenceError, ModelFileError, NotFittedError, Parame
 from mfrec.model import MatrixFactorization
 from mfrec.solvers import SOLVERS
 
-ML100K = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k"
 NOT_FITTED = "This MatrixFactorization is not fitted yet: call fit(data) first"
 
 

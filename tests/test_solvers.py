@@ -1,10 +1,9 @@
 """The four solvers: registry, equivalences, planted recovery, optimizers, reproducibility."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ML100K
 
 from mfrec import objective
 from mfrec.errors import ParameterError
@@ -20,7 +19,6 @@ from mfrec.solvers.base import (
     TrainSet,
 )
 
-ML100K = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k"
 NOISE = 0.1
 
 
