@@ -10,5 +10,7 @@ run info data/ratings.csv
 run split data/ratings.csv -o "$out/split" --test-size 0.2 --by user --seed 0 --force
 run train "$out/split/train.csv" -o "$out/model.npz" --validation 0.1 --patience 3 \
   --history "$out/history.csv" --seed 0
+run compare data/ratings.csv -o "$out/compare" --seed 0
 echo
 echo "demo outputs are in $out/"
+echo "solver comparison: $out/compare/report.md (plot: $out/compare/convergence.png)"

@@ -8,4 +8,5 @@ COMMANDS: list[tuple[str, str]] = [
     ("mfrec.cli.split_cmd", "split"),
     ("mfrec.cli.data_cmd", "data"),
     ("mfrec.cli.train_cmd", "train"),
+    ("mfrec.cli.compare_cmd", "compare"),
 ]
