@@ -608,22 +608,18 @@ class _Trainer:
     def run(self, run: Run, budget: Budget, seed: int) -> tuple[pd.DataFrame, int | None]:
         """Train `run` within `budget`; the history and the epoch it diverged at (or None).
 
-        A diverged run keeps the rows up to its last finite epoch; row 0 (the shared start)
-        then comes from a run of zero epochs with the same seed, since the trainer's history
-        is lost with the exception.
+        A diverged run keeps the rows up to its last finite epoch (the trainer's error carries
+        them).
         """
-        rows: list[dict[str, float]] = []
 
-        def callback(epoch: int, row: dict[str, float]) -> bool:
-            rows.append(row)
+        def stop(epoch: int, row: dict[str, float]) -> bool:
             return budget.spent(row)
 
         try:
-            result = self._train(run, budget, seed, validation=self.val_set, callback=callback)
+            result = self._train(run, budget, seed, validation=self.val_set, callback=stop)
         except DivergenceError as exc:
             logger.info("%s (seed %d): %s", run.name, seed, exc)
-            start = self._train(run, Budget(epochs=0), seed, validation=self.val_set).history
-            return pd.concat([start, pd.DataFrame(rows)], ignore_index=True), len(rows) + 1
+            return exc.history, len(exc.history)
         return result.history, None
 
     def trial(self, run: Run, budget: Budget) -> dict[str, Any]:

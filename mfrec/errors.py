@@ -59,9 +59,17 @@ class NotFittedError(MfrecError, AttributeError):
 
 
 class DivergenceError(MfrecError, ArithmeticError):
-    """Training blew up (NaN, inf or an exploding objective)."""
+    """Training blew up (NaN, inf or an exploding objective).
+
+    `history` holds the training history up to the last finite epoch (a DataFrame), so a
+    caller such as `compare` can still plot how the run got there.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str, history: object = None):
+        super().__init__(message)
+        self.history = history
 
 
 class ModelFileError(MfrecError):

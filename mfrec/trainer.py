@@ -251,10 +251,11 @@ class _Loop:
         lr = self.algo.lr
         what = f"{self.algo.name} diverged at epoch {epoch} ({reason})"
         if lr > 0:
-            raise DivergenceError(f"{what} with lr={lr:g}: try a smaller --lr, e.g. {lr / 10:g}")
-        # A solver without a step size (als) can only be steadied by more regularization.
-        reg = self.params.reg
-        raise DivergenceError(f"{what} with reg={reg:g}: try a larger --reg")
+            advice = f"with lr={lr:g}: try a smaller --lr, e.g. {lr / 10:g}"
+        else:
+            # A solver without a step size (als) can only be steadied by more regularization.
+            advice = f"with reg={self.params.reg:g}: try a larger --reg"
+        raise DivergenceError(f"{what} {advice}", history=pd.DataFrame(self.rows))
 
     def _track_best(self, epoch: int, rmse: float) -> None:
         if rmse < self.best_rmse:

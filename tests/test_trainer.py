@@ -220,6 +220,9 @@ def test_runaway_but_finite_objective_counts_as_divergence():
         "exploding diverged at epoch 2 (objective 9.86e+06, up from 1.88) "
         "with lr=0.25: try a smaller --lr, e.g. 0.025"
     )
+    # The error carries the finite history before the blow-up: the start and epoch 1.
+    assert info.value.history["epoch"].tolist() == [0, 1]
+    assert np.isfinite(info.value.history["objective"]).all()
 
 
 def test_a_start_that_fits_the_data_does_not_make_ordinary_epochs_look_divergent():
