@@ -93,3 +93,7 @@ class ParameterError(MfrecError, ValueError):
         # Numpy scalars print as plain numbers (1.5, not np.float64(1.5)).
         shown = value.item() if getattr(value, "ndim", None) == 0 else value
         super().__init__(f"{param}={shown!r}: {reason}")
+
+    def __reduce__(self):
+        # Rebuild from the three arguments, so the error survives pickling (process pools).
+        return type(self), (self.param, self.value, self.reason)

@@ -72,6 +72,9 @@ class MatrixFactorization:
         int, numpy Generator or None (fresh entropy); the seed used is kept in `seed_`.
     progress
         Show a progress bar on stderr when it is a terminal.
+    threads
+        Threads for the parallel kernels; None uses all cores. sgd, bgd and als give the same
+        model whatever the count.
 
     Attributes
     ----------
@@ -117,6 +120,7 @@ class MatrixFactorization:
         patience: int | None = None,
         seed: int | np.random.Generator | None = None,
         progress: bool = False,
+        threads: int | None = None,
     ):
         self.solver = solver
         self.factors = factors
@@ -136,6 +140,7 @@ class MatrixFactorization:
         self.patience = patience
         self.seed = seed
         self.progress = progress
+        self.threads = threads
 
     # -- parameters ----------------------------------------------------------------------------
 
@@ -204,6 +209,7 @@ class MatrixFactorization:
             raise ParameterError("dtype", self.dtype, f"must be one of {', '.join(DTYPES)}")
         _check_validation(self.validation)
         _check_int("patience", self.patience, optional=True)
+        _check_int("threads", self.threads, optional=True)
         if not (
             self.seed is None
             or isinstance(self.seed, np.random.Generator)
@@ -219,6 +225,7 @@ class MatrixFactorization:
             momentum=float(self.momentum),
             batch_size=int(self.batch_size),
             line_search=bool(self.line_search),
+            threads=None if self.threads is None else int(self.threads),
         )
         return solver_cls, params
 
@@ -333,18 +340,34 @@ class MatrixFactorization:
     # -- use -----------------------------------------------------------------------------------
 
     def predict(
-        self, users: ArrayLike, items: ArrayLike, *, clip: bool = True
-    ) -> NDArray[np.float64]:
+        self,
+        users: ArrayLike,
+        items: ArrayLike,
+        *,
+        clip: bool = True,
+        return_known: bool = False,
+    ) -> NDArray[np.float64] | tuple[NDArray[np.float64], NDArray[np.str_]]:
         """Predicted ratings for pairs of raw user and item IDs (compared as strings).
 
         An unknown user or item has no factors: its prediction falls back to the global mean
-        plus whichever bias is known. `clip` bounds predictions to the rating scale.
+        plus whichever bias is known. `clip` bounds predictions to the rating scale. With
+        `return_known`, also returns what the model knew of each pair: ``both``, ``user``,
+        ``item`` or ``none`` (see `known_labels`).
         """
         self._check_fitted()
         u = self.user_map_.indices(_as_ids(users))
         i = self.item_map_.indices(_as_ids(items))
         if len(u) != len(i):
             raise ValueError(f"predict: {len(u)} users but {len(i)} items")
+        pred = self.predict_indices(u, i, clip=clip)
+        return (pred, known_labels(u, i)) if return_known else pred
+
+    def predict_indices(
+        self, users: NDArray[np.integer], items: NDArray[np.integer], *, clip: bool = True
+    ) -> NDArray[np.float64]:
+        """`predict` on indices of `user_map_` / `item_map_`, -1 standing for an unknown ID."""
+        self._check_fitted()
+        u, i = np.asarray(users), np.asarray(items)
         both = (u >= 0) & (i >= 0)
         pred = np.empty(len(u), dtype=np.float64)
         pred[both] = objective.predict(self.to_factors(), u[both], i[both])
@@ -359,6 +382,151 @@ class MatrixFactorization:
             np.clip(pred, self.scale_[0], self.scale_[1], out=pred)
         return pred
 
+    def recommend(
+        self,
+        users: ArrayLike | str | None,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        cold_start: str = "error",
+        memory_budget: int | None = None,
+    ) -> tuple[NDArray[np.object_], NDArray[np.float64]]:
+        """The top-k items for raw user IDs, best first: (item IDs, predicted ratings).
+
+        One ID gives 1-D arrays, as long as that user's list. Several IDs (or None: every
+        user, in the order of `user_map_`) give 2-D arrays with one row per user and
+        min(k, n_items) columns, padded with None / NaN for a user with fewer candidate items.
+        `exclude_seen` leaves out the items the user rated in training. An unknown user raises
+        UnknownUserError unless ``cold_start="popular"`` (the most-rated items). Ties rank the
+        lower item index first. `memory_budget` caps the bytes of scores held at once (see
+        `mfrec.recommend`). Scores are unclipped r̂ (clipping would only create ties).
+        """
+        from mfrec.recommend import DEFAULT_MEMORY_BUDGET, iter_recommendations
+
+        single = isinstance(users, str) or (users is not None and np.ndim(users) == 0)
+        blocks = list(
+            iter_recommendations(
+                self,
+                [users] if single else users,
+                k,
+                exclude_seen=exclude_seen,
+                cold_start=cold_start,
+                memory_budget=memory_budget or DEFAULT_MEMORY_BUDGET,
+            )
+        )
+        width = min(k, len(self.item_map_))
+        ids = np.concatenate([b.items for b in blocks]) if blocks else np.empty((0, width), object)
+        scores = np.concatenate([b.scores for b in blocks]) if blocks else np.empty((0, width))
+        return _one_row(ids, scores) if single else (ids, scores)
+
+    def similar_items(
+        self, items: ArrayLike | str, k: int = 10, *, memory_budget: int | None = None
+    ) -> tuple[NDArray[np.object_], NDArray[np.float64]]:
+        """The k items whose factor vectors have the highest cosine similarity with each raw
+        item ID: (item IDs, similarities), shaped as in `recommend`. An unknown ID raises
+        UnknownItemError."""
+        from mfrec.recommend import DEFAULT_MEMORY_BUDGET
+        from mfrec.recommend import similar_items as similar
+
+        single = isinstance(items, str) or np.ndim(items) == 0
+        ids, scores = similar(
+            self,
+            [items] if single else items,
+            k,
+            memory_budget=memory_budget or DEFAULT_MEMORY_BUDGET,
+        )
+        return _one_row(ids, scores) if single else (ids, scores)
+
+    def describe(self) -> dict[str, Any]:
+        """What the model is, as plain values: solver, hyperparameters, data sizes, and the
+        history's figures at the last epoch (``final``) and at the kept one (``best``)."""
+        self._check_fitted()
+        n_users, n_items = len(self.user_map_), len(self.item_map_)
+        n_ratings = len(self.seen_indices_)
+        history = self.history_
+        figures = [c for c in ("objective", "train_rmse", "validation_rmse") if c in history]
+        best = history.loc[history["epoch"] == self.best_epoch_].iloc[0]
+        return {
+            "solver": self.solver,
+            "factors": int(self.user_factors_.shape[1]),
+            "dtype": self.user_factors_.dtype.name,
+            "use_bias": bool(self.use_bias),
+            "users": n_users,
+            "items": n_items,
+            "ratings": n_ratings,
+            "density": n_ratings / (n_users * n_items) if n_users and n_items else 0.0,
+            "scale": [float(x) for x in self.scale_],
+            "global_mean": float(self.global_mean_),
+            "epochs": self.n_epochs_,
+            "best_epoch": int(self.best_epoch_),
+            "stop_reason": self.stop_reason_,
+            "seconds": float(history["seconds"].iloc[-1]) if "seconds" in history else None,
+            "final": {c: float(history[c].iloc[-1]) for c in figures},
+            "best": {c: float(best[c]) for c in figures},
+            "seed": int(self.seed_),
+            "hyperparameters": self._saved_params(),
+        }
+
+    @classmethod
+    def from_factors(
+        cls,
+        user_factors: ArrayLike,
+        item_factors: ArrayLike,
+        user_ids: ArrayLike,
+        item_ids: ArrayLike,
+        *,
+        scale: tuple[float, float],
+        user_bias: ArrayLike | None = None,
+        item_bias: ArrayLike | None = None,
+        global_mean: float = 0.0,
+        seen: tuple[ArrayLike, ArrayLike] | None = None,
+        **params: Any,
+    ) -> MatrixFactorization:
+        """A fitted model made from given factors, without training (factors trained
+        elsewhere, tests, benchmarks).
+
+        Without biases the model predicts p_u·q_i (``use_bias=False``). `seen` is the CSR
+        (indptr, indices) of the items each user rated, which recommendations leave out;
+        none by default. `params` are constructor parameters, kept for the record.
+        """
+        import pandas as pd
+
+        P = np.ascontiguousarray(user_factors)
+        Q = np.ascontiguousarray(item_factors)
+        user_map, item_map = IdMap(_as_ids(user_ids)), IdMap(_as_ids(item_ids))
+        if P.ndim != 2 or Q.ndim != 2 or P.shape[1] != Q.shape[1]:
+            raise ParameterError("item_factors", Q.shape, f"does not match user_factors {P.shape}")
+        if (len(P), len(Q)) != (len(user_map), len(item_map)):
+            raise ParameterError(
+                "user_ids",
+                len(user_map),
+                f"{len(user_map)} user and {len(item_map)} item IDs for factors of "
+                f"{len(P)} users and {len(Q)} items",
+            )
+        use_bias = user_bias is not None or item_bias is not None
+        bu = np.zeros(len(P), P.dtype) if user_bias is None else np.asarray(user_bias, P.dtype)
+        bi = np.zeros(len(Q), P.dtype) if item_bias is None else np.asarray(item_bias, P.dtype)
+        if seen is None:
+            seen = (np.zeros(len(P) + 1, dtype=np.int64), np.zeros(0, dtype=np.int32))
+        model = cls(**{"factors": P.shape[1], "dtype": P.dtype.name, **params}, use_bias=use_bias)
+        model._set_fitted(
+            user_factors=P,
+            item_factors=Q,
+            user_bias=bu,
+            item_bias=bi,
+            global_mean=float(global_mean),
+            user_map=user_map,
+            item_map=item_map,
+            scale=(float(scale[0]), float(scale[1])),
+            seen_indptr=np.asarray(seen[0], dtype=np.int64),
+            seen_indices=np.asarray(seen[1], dtype=np.int32),
+            history=pd.DataFrame({"epoch": [0], "train_rmse": [math.nan]}),
+            best_epoch=0,
+            stop_reason="from_factors",
+            seed=0,
+        )
+        return model
+
     # -- files ---------------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -366,14 +534,6 @@ class MatrixFactorization:
         from mfrec.modelfile import SavedModel, save_model
 
         self._check_fitted()
-        hyper = self.get_params()
-        # Objects that JSON cannot hold: the data set and the generator are not part of the
-        # model; seed_ reproduces the fit.
-        if isinstance(hyper["validation"], RatingData):
-            hyper["validation"] = None
-        if isinstance(hyper["seed"], np.random.Generator):
-            hyper["seed"] = None
-        hyper["dtype"] = _dtype_name(hyper["dtype"])
         save_model(
             path,
             SavedModel(
@@ -388,13 +548,25 @@ class MatrixFactorization:
                 scale=self.scale_,
                 seen_indptr=self.seen_indptr_,
                 seen_indices=self.seen_indices_,
-                hyperparameters=_plain(hyper),
+                hyperparameters=self._saved_params(),
                 history=self.history_,
                 seed=self.seed_,
                 best_epoch=self.best_epoch_,
                 stop_reason=self.stop_reason_,
             ),
         )
+
+    def _saved_params(self) -> dict[str, Any]:
+        """The constructor parameters as JSON-able values."""
+        hyper = self.get_params()
+        # Objects that JSON cannot hold: the data set and the generator are not part of the
+        # model; seed_ reproduces the fit.
+        if isinstance(hyper["validation"], RatingData):
+            hyper["validation"] = None
+        if isinstance(hyper["seed"], np.random.Generator):
+            hyper["seed"] = None
+        hyper["dtype"] = _dtype_name(hyper["dtype"])
+        return _plain(hyper)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> MatrixFactorization:
@@ -516,6 +688,24 @@ def _trainset(data: RatingData, user_map: IdMap, item_map: IdMap, dtype: np.dtyp
         len(user_map),
         len(item_map),
     )
+
+
+#: What a model knows of a (user, item) pair, by (user known) * 2 + (item known).
+KNOWN = ("none", "item", "user", "both")
+
+
+def known_labels(users: NDArray[np.integer], items: NDArray[np.integer]) -> NDArray[np.str_]:
+    """Per pair of indices (-1: unknown), which side the model knows: a value of `KNOWN`."""
+    code = (np.asarray(users) >= 0) * 2 + (np.asarray(items) >= 0)
+    return np.asarray(KNOWN)[code]
+
+
+def _one_row(
+    ids: NDArray[np.object_], scores: NDArray[np.float64]
+) -> tuple[NDArray[np.object_], NDArray[np.float64]]:
+    """The first row of padded (ids, scores), without its padding."""
+    n = int(np.count_nonzero(ids[0] != None))  # noqa: E711 (elementwise on an object array)
+    return ids[0, :n], scores[0, :n]
 
 
 def _as_ids(values: ArrayLike) -> NDArray[np.str_]:

@@ -55,7 +55,7 @@ def test_get_params_round_trips_through_the_constructor():
     assert set(params) == {
         "solver", "factors", "epochs", "lr", "reg", "reg_bias", "batch_size", "optimizer",
         "decay", "momentum", "line_search", "use_bias", "init_std", "dtype", "validation",
-        "patience", "seed", "progress",
+        "patience", "seed", "progress", "threads",
     }  # fmt: skip
     assert MatrixFactorization(**params).get_params() == params
 

@@ -8,5 +8,11 @@ COMMANDS: list[tuple[str, str]] = [
     ("mfrec.cli.split_cmd", "split"),
     ("mfrec.cli.data_cmd", "data"),
     ("mfrec.cli.train_cmd", "train"),
+    ("mfrec.cli.predict_cmd", "predict"),
+    ("mfrec.cli.recommend_cmd", "recommend"),
+    ("mfrec.cli.recommend_cmd", "similar"),
+    ("mfrec.cli.evaluate_cmd", "evaluate"),
     ("mfrec.cli.compare_cmd", "compare"),
+    ("mfrec.cli.cv_cmd", "cv"),
+    ("mfrec.cli.tune_cmd", "tune"),
 ]

@@ -11,18 +11,19 @@ import click
 from mfrec.cli.app import CliError
 from mfrec.cli.options import ratings_options
 
+# The solver, optimizer and dtype names live with the shared model options; re-exported.
+from mfrec.cli.train_options import DTYPE_NAMES as DTYPE_NAMES
+from mfrec.cli.train_options import OPTIMIZER_NAMES as OPTIMIZER_NAMES
+from mfrec.cli.train_options import SOLVER_NAMES as SOLVER_NAMES
+from mfrec.cli.train_options import model_options, option_message, params_file_option
+
 if TYPE_CHECKING:
     from mfrec.data import RatingData
-    from mfrec.errors import ParameterError
     from mfrec.model import MatrixFactorization
 
-# Kept in step with mfrec.solvers.SOLVERS, mfrec.optimizers.OPTIMIZERS and the estimator's
-# defaults by tests/test_cli_train.py; listed here so that building the CLI stays cheap.
-SOLVER_NAMES = ("sgd", "bgd", "minibatch", "als")
-OPTIMIZER_NAMES = ("constant", "decay", "adagrad", "momentum", "adam")
-DTYPE_NAMES = ("float32", "float64")
-# Estimator parameters whose option is not simply --<name with dashes>.
-_OPTION_NAMES = {"use_bias": "--no-bias"}
+ENGINE_NAMES = ("local", "dask")
+# Options of --engine dask, as the command receives them.
+_CLUSTER_OPTIONS = ("scheduler", "n_workers", "checkpoint_dir", "checkpoint_every", "resume")
 
 
 @click.command("train")
@@ -34,41 +35,8 @@ _OPTION_NAMES = {"use_bias": "--no-bias"}
     type=click.Path(dir_okay=False, path_type=Path),
     help="Model file to write (.npz).",
 )
-@click.option(
-    "--solver",
-    type=click.Choice(SOLVER_NAMES),
-    default="sgd",
-    show_default=True,
-    help="sgd: one rating at a time; bgd: full-batch gradient descent; minibatch: batches "
-    "of --batch-size ratings; als: alternating least squares.",
-)
-@click.option("--factors", type=int, default=None, help="Latent dimensions.  [default: 100]")
-@click.option("--epochs", type=int, default=None, help="Passes over the data.  [default: solver's]")
-@click.option("--lr", type=float, default=None, help="Learning rate.  [default: solver's]")
-@click.option("--reg", type=float, default=None, help="L2 penalty on the factors.  [default: 0.1]")
-@click.option(
-    "--reg-bias", type=float, default=None, help="L2 penalty on the biases.  [default: 0.05]"
-)
-@click.option(
-    "--batch-size", type=int, default=None, help="Ratings per batch (minibatch).  [default: 1024]"
-)
-@click.option(
-    "--optimizer",
-    type=click.Choice(OPTIMIZER_NAMES),
-    default=None,
-    help="How gradients become steps.  [default: solver's]",
-)
-@click.option(
-    "--decay", type=float, default=None, help="lr / (1 + decay * epoch) with --optimizer decay."
-)
-@click.option(
-    "--momentum",
-    type=float,
-    default=None,
-    help="Momentum (and adam's beta1), in [0, 1).  [default: 0.9]",
-)
-@click.option("--line-search", is_flag=True, help="Backtracking line search on J (bgd).")
-@click.option("--no-bias", is_flag=True, help="No mean and biases: r̂ = p_u·q_i.")
+@model_options
+@params_file_option
 @click.option(
     "--validation",
     metavar="FRACTION|FILE",
@@ -91,11 +59,12 @@ _OPTION_NAMES = {"use_bias": "--no-bias"}
     help="Random seed; the same seed, data and options give the same model.",
 )
 @click.option(
-    "--dtype",
-    type=click.Choice(DTYPE_NAMES),
-    default="float32",
-    show_default=True,
-    help="Precision of the factors and the arithmetic.",
+    "--threads",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Threads for training; sgd, bgd and als give the same model whatever N.  "
+    "[default: all cores]",
 )
 @click.option(
     "--history",
@@ -104,6 +73,50 @@ _OPTION_NAMES = {"use_bias": "--no-bias"}
     help="Also write the per-epoch history (objective, RMSEs, seconds) as CSV.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINE_NAMES),
+    default="local",
+    show_default=True,
+    help="local: train in this process. dask: train on a Dask cluster (pip install "
+    "'mfrec[dask]'); RATINGS may then also be a directory, a glob or a URL of CSV or Parquet "
+    "files. sgd and minibatch run as DSGD, bgd as distributed gradient steps.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDR",
+    default=None,
+    help="With --engine dask: the Dask scheduler to train on, e.g. tcp://HOST:8786. "
+    "Default: start a local cluster.",
+)
+@click.option(
+    "--n-workers",
+    type=int,
+    default=None,
+    metavar="N",
+    help="With --engine dask and no --scheduler: workers of the local cluster.  "
+    "[default: one per core]",
+)
+@click.option(
+    "--checkpoint-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="With --engine dask: save the training state in this folder every "
+    "--checkpoint-every epochs.",
+)
+@click.option(
+    "--checkpoint-every",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Epochs between checkpoints.  [default: 1]",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="With --engine dask: continue from the checkpoint in --checkpoint-dir (same data "
+    "and options; --epochs may be raised).",
+)
 @ratings_options
 def train(
     ratings: str,
@@ -126,15 +139,24 @@ def train(
     from mfrec.model import MatrixFactorization
 
     load_options = pop_loader_options(options)
-    data = load_from_options(ratings, **load_options)
-    held_out = _validation(validation, load_options)
+    engine = options.pop("engine")
+    cluster = {key: options.pop(key) for key in _CLUSTER_OPTIONS}
+    if engine == "local":
+        _local_only(cluster)
+        data = load_from_options(ratings, **load_options)
+        held_out = _validation(validation, load_options)
+    elif validation is not None:
+        raise CliError("--validation: not available with --engine dask", 2)
     params = {k: v for k, v in options.items() if v is not None and v is not False}
     model = MatrixFactorization(solver, use_bias=not no_bias, progress=not quiet, **params)
     start = time.perf_counter()
     try:
-        model.fit(data, validation=held_out)
+        if engine == "local":
+            model.fit(data, validation=held_out)
+        else:
+            _fit_dask(model, ratings, load_options, cluster)
     except ParameterError as exc:
-        raise CliError(_option_message(exc, validation), 2) from exc
+        raise CliError(option_message(exc, validation), 2) from exc
     seconds = time.perf_counter() - start
     model.save(output)
     if history is not None:
@@ -143,6 +165,35 @@ def train(
         with atomic_open(history, newline="") as fh:
             model.history_.to_csv(fh, index=False)
     click.echo(_summary(model, seconds))
+
+
+def _local_only(cluster: dict[str, Any]) -> None:
+    """CliError for a cluster option given without --engine dask."""
+    for key, value in cluster.items():
+        if value not in (None, False):
+            raise CliError(f"--{key.replace('_', '-')}: needs --engine dask", 2)
+
+
+def _fit_dask(
+    model: MatrixFactorization, ratings: str, load_options: dict[str, Any], cluster: dict
+) -> None:
+    """Fit `model` on a Dask cluster (`mfrec.distributed.fit.fit_dask`)."""
+    from mfrec.distributed.engine import require_dask
+
+    require_dask()
+    from mfrec.distributed.fit import fit_dask
+    from mfrec.load import parse_scale
+
+    scale = load_options.pop("scale", None)
+    if cluster["checkpoint_every"] is None:
+        cluster["checkpoint_every"] = 1
+    fit_dask(
+        model,
+        ratings,
+        scale=parse_scale(scale) if scale is not None else None,
+        **load_options,
+        **cluster,
+    )
 
 
 def _validation(value: str | None, load_options: dict[str, Any]) -> float | RatingData | None:
@@ -158,16 +209,6 @@ def _validation(value: str | None, load_options: dict[str, Any]) -> float | Rati
     if not 0.0 < fraction < 1.0:
         raise CliError(f"--validation {value!r}: a fraction must be between 0 and 1", 2)
     return fraction
-
-
-def _option_message(exc: ParameterError, validation: str | None) -> str:
-    """A ParameterError in terms of the command's options (--reg-bias, not reg_bias)."""
-    option = _OPTION_NAMES.get(exc.param, "--" + exc.param.replace("_", "-"))
-    if exc.param == "validation":
-        return f"{option} {validation!r}: {exc.reason}"
-    if isinstance(exc.value, bool):  # a flag: its value says nothing
-        return f"{option}: {exc.reason}"
-    return f"{option} {exc.value!r}: {exc.reason}"
 
 
 def _summary(model: MatrixFactorization, seconds: float) -> str:

@@ -14,10 +14,14 @@ do not appear in J and are left as they are.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 from numpy.typing import NDArray
 
 from mfrec.kernels import FASTMATH
+
+#: Rows of one half-step are solved in this many chunks (a fixed number, so that the sum of
+#: squared errors does not depend on the thread count).
+ROW_CHUNKS = 64
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -51,7 +55,7 @@ def _solve_spd(M: NDArray[np.floating], b: NDArray[np.floating]) -> None:
         b[r] = s / M[r, r]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
 def als_half_step(
     indptr: NDArray[np.int64],
     cols: NDArray[np.int32],
@@ -68,8 +72,34 @@ def als_half_step(
     """Replace each rated row of X (and bx) by its exact minimiser given Y and by.
 
     Needs reg > 0 (then the system is positive definite). Returns the sum of the squared
-    errors before the update, in float64.
+    errors before the update, in float64. Rows are solved in parallel, in `ROW_CHUNKS` fixed
+    chunks: every row's solution, and the sum, are the same whatever the thread count.
     """
+    n_rows = X.shape[0]
+    n_chunks = max(1, min(n_rows, ROW_CHUNKS))
+    sums = np.zeros(n_chunks)
+    for chunk in prange(n_chunks):
+        sums[chunk] = _solve_rows(
+            indptr,
+            cols,
+            vals,
+            X,
+            bx,
+            Y,
+            by,
+            mu,
+            reg,
+            reg_bias,
+            use_bias,
+            chunk * n_rows // n_chunks,
+            (chunk + 1) * n_rows // n_chunks,
+        )
+    return sums.sum()
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _solve_rows(indptr, cols, vals, X, bx, Y, by, mu, reg, reg_bias, use_bias, first, stop):
+    """`als_half_step` on rows first..stop-1; returns their squared errors."""
     k = X.shape[1]
     off = 1 if use_bias else 0
     d = k + off
@@ -77,7 +107,7 @@ def als_half_step(
     M = np.empty((d, d), X.dtype)
     z = np.empty(d, X.dtype)
     sse = 0.0
-    for x in range(X.shape[0]):
+    for x in range(first, stop):
         lo = indptr[x]
         n = indptr[x + 1] - lo
         if n == 0:

@@ -6,6 +6,7 @@ import numpy as np
 
 from mfrec.errors import ParameterError
 from mfrec.kernels.als import als_half_step
+from mfrec.kernels.threads import numba_threads, resolve_threads
 from mfrec.solvers.base import Factors, Solver, SolverParams, TrainSet
 
 
@@ -40,7 +41,12 @@ class ALS(Solver):
         cast = f.P.dtype.type
         scalars = (cast(f.mu), cast(p.reg), cast(p.reg_bias), f.use_bias)
         by_user = t.by_user()
-        als_half_step(by_user.indptr, by_user.cols, by_user.vals, f.P, f.bu, f.Q, f.bi, *scalars)
         by_item = t.by_item()
-        als_half_step(by_item.indptr, by_item.cols, by_item.vals, f.Q, f.bi, f.P, f.bu, *scalars)
+        with numba_threads(resolve_threads(p.threads)):
+            als_half_step(
+                by_user.indptr, by_user.cols, by_user.vals, f.P, f.bu, f.Q, f.bi, *scalars
+            )
+            als_half_step(
+                by_item.indptr, by_item.cols, by_item.vals, f.Q, f.bi, f.P, f.bu, *scalars
+            )
         return 2

@@ -135,6 +135,8 @@ class SolverParams:
     momentum: beta for ``momentum`` (and beta1 for ``adam``).
     batch_size: ratings per mini-batch (minibatch only).
     line_search: backtracking line search on J (bgd only).
+    threads: threads for the parallel kernels (None: all cores). sgd, bgd and als give the
+    same result whatever the count.
     """
 
     lr: float | None = None
@@ -145,6 +147,7 @@ class SolverParams:
     momentum: float = 0.9
     batch_size: int = 1024
     line_search: bool = False
+    threads: int | None = None
 
 
 class Solver(ABC):

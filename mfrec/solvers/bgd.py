@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from mfrec import objective as obj
+from mfrec.kernels.gradient import half_gradient
 from mfrec.kernels.optim import apply_rows
+from mfrec.kernels.threads import numba_threads, resolve_threads
 from mfrec.solvers.base import Factors, SolverParams, TrainSet
 from mfrec.solvers.gradient import GradientSolver
 
@@ -16,7 +18,8 @@ MAX_HALVINGS = 30
 
 
 class BGD(GradientSolver):
-    """Batch gradient descent on J, vectorised (sparse products for ∇J, no loop over ratings).
+    """Batch gradient descent on J: ½∇J from two parallel passes over the ratings
+    (`mfrec.kernels.gradient.half_gradient`), then one optimizer step on every row.
 
     ∇J's blocks scale with the row's share of the ratings (n_u/|R|), so one constant step size
     cannot suit both heavy and light users; the default is therefore adam, whose per-parameter
@@ -42,17 +45,40 @@ class BGD(GradientSolver):
         self._rows = (np.arange(train.n_users), np.arange(train.n_items))
         #: The line search's last accepted scale factor.
         self.step_scale = 0.5
+        # ½∇J (the step every solver takes is lr times half the gradient) and the residuals.
+        self._half = [np.empty_like(x) for x in (factors.P, factors.Q, factors.bu, factors.bi)]
+        self._residuals = np.empty_like(train.ratings)
 
     def run_epoch(self, epoch: int) -> int:
         """One (possibly line-searched) optimizer step; returns 1."""
-        f, p = self.factors, self.params
-        J0, grad = obj.objective_and_gradient(f, self.train, p.reg, p.reg_bias)
-        # The convention of every solver: step along lr times half the gradient.
-        half = [0.5 * g for g in grad]
+        f, p, t = self.factors, self.params, self.train
+        J0 = obj.objective(f, t, p.reg, p.reg_bias) if p.line_search else None
+        by_user, by_item = t.by_user(), t.by_item()
+        cast = f.P.dtype.type
+        with numba_threads(resolve_threads(p.threads)):
+            half_gradient(
+                by_user.indptr,
+                by_user.cols,
+                by_user.vals,
+                by_user.order,
+                by_item.indptr,
+                by_item.cols,
+                by_item.order,
+                f.P,
+                f.Q,
+                f.bu,
+                f.bi,
+                cast(f.mu),
+                cast(p.reg),
+                cast(p.reg_bias),
+                f.use_bias,
+                self._residuals,
+                *self._half,
+            )
         start = f.copy() if p.line_search else None
-        self._step(half, epoch)
+        self._step(self._half, epoch)
         if start is not None:
-            self._line_search(start, half, J0)
+            self._line_search(start, self._half, J0)
         return 1
 
     def _step(self, half: list[np.ndarray], epoch: int) -> None:

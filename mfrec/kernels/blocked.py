@@ -1,0 +1,386 @@
+"""Blocked SGD: a grid of blocks trained by several threads at once (numba, with numpy twins).
+
+The ratings are in block order (`mfrec.blocks.Grid`) and P, Q, bu, bi are the working copies:
+rows in block order, P and Q padded with zero columns to whole vectors (`mfrec.kernels.simd`).
+`strata` lists sub-epochs, one per row, whose blocks share no user group and no item group.
+The *serial order* is row after row. Threads take blocks in that order and start one as soon
+as the blocks before it on its user group and on its item group are done; since every other
+block touches other rows of P and Q, the result is that of the serial order, bit for bit,
+whatever the number of threads and however they are scheduled.
+
+Each block first shuffles its ratings in place (Fisher-Yates, ``draws`` supplying one uniform
+32-bit number per rating) and then visits them in that order with the update of
+`mfrec.kernels.sgd.sgd_epoch`, written p <- (1 - lr reg) p + (lr e) q. Two things make it fast
+rather than different: the dot product of the next rating is computed in the same pass over
+the vectors as the current update (when the two share no row), and the rows of the ratings
+`PREFETCH` places ahead are prefetched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+from numpy.typing import NDArray
+
+from mfrec.kernels import FASTMATH
+from mfrec.kernels.atomics import fetch_add, load_acquire, store_release, yield_thread
+from mfrec.kernels.sgd import sgd_epoch_reference
+from mfrec.kernels.simd import prefetch_row, row_dot, row_step, row_step_dot
+
+#: How many ratings ahead the rows of P and Q are prefetched.
+PREFETCH = 16
+#: Fruitless looks for a ready block before a worker starts yielding the processor between
+#: looks (when the block it needs is held by a descheduled thread, spinning only delays it).
+SPINS = 1000
+
+
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
+def sgd_strata(
+    users: NDArray[np.unsignedinteger],
+    items: NDArray[np.unsignedinteger],
+    codes: NDArray[np.unsignedinteger],
+    values: NDArray[np.floating],
+    block_ptr: NDArray[np.int64],
+    user_start: NDArray[np.int64],
+    item_start: NDArray[np.int64],
+    strata: NDArray[np.int64],
+    draws: NDArray[np.uint32],
+    P: NDArray[np.floating],
+    Q: NDArray[np.floating],
+    bu: NDArray[np.floating],
+    bi: NDArray[np.floating],
+    mu: float,
+    lr: float,
+    reg: float,
+    reg_bias: float,
+    use_bias: bool,
+    workers: int,
+) -> float:
+    """Run the blocks of ``strata`` (row by row: the *serial order*) in place, on `workers`
+    threads; the result is that of the serial order.
+
+    The ratings are stored as in `mfrec.blocks.Grid`. ``strata`` is (S, B) over a grid of B x B
+    blocks; block ``blk`` is user group ``a = blk // B`` and item group ``c = blk % B``; its
+    ratings are at positions ``block_ptr[blk]:block_ptr[blk + 1]``, by working rows
+    ``user_start[a] + users[j]`` and ``item_start[c] + items[j]``, of value
+    ``values[codes[j]]``. Each row of ``strata`` has every user group and every item group
+    once. The blocks take their draws in the serial order, one per rating. Returns the sum of
+    the squared errors seen (each before its update), in float64.
+
+    No barrier between rows. Worker w owns the columns w, w + workers, ... of every row and
+    takes its next own block as soon as the blocks before it on the same user group and the
+    same item group (in the previous row) are done; while it is not, the worker takes any
+    other ready block instead, so a slow or descheduled worker holds up only the blocks that
+    need its rows. Taking is atomic, so every block runs once. The earliest block not yet
+    taken is always ready (everything before it is taken, hence done or running), so the
+    workers never wait forever, even if they run one after the other.
+    """
+    n_strata, width = strata.shape
+    total = n_strata * width
+    sequence = strata.ravel()
+    start = np.zeros(total + 1, np.int64)
+    for n in range(total):
+        blk = sequence[n]
+        start[n + 1] = start[n] + block_ptr[blk + 1] - block_ptr[blk]
+    one = np.ones(1, P.dtype)[0]
+    shrink = one - lr * reg
+    shrink_bias = one - lr * reg_bias
+    sums = np.zeros(total)
+    claims = np.zeros(total, np.int64)  # [n] > 0 once some worker has taken block n
+    user_done = np.zeros(total, np.int64)  # [row * width + group] = 1 once that block is done
+    item_done = np.zeros(total, np.int64)
+    for w in prange(workers):
+        mine = 0  # this worker's next own block, counted along its columns row by row
+        n_cols = (width - w + workers - 1) // workers  # its columns: w, w + workers, ...
+        n_own = n_strata * n_cols
+        low = 0  # every block before `low` has been taken
+        spins = 0
+        while low < total:
+            n = -1
+            while mine < n_own and load_acquire(claims, _own(mine, n_cols, w, workers, width)) > 0:
+                mine += 1
+            if mine < n_own:
+                m = _own(mine, n_cols, w, workers, width)
+                if (
+                    _ready(m, sequence, width, user_done, item_done)
+                    and fetch_add(claims, m, 1) == 0
+                ):
+                    n = m
+            if n < 0:
+                # Own block not ready: take any ready block, in the serial order.
+                while low < total and load_acquire(claims, low) > 0:
+                    low += 1
+                for m in range(low, total):
+                    if (
+                        load_acquire(claims, m) == 0
+                        and _ready(m, sequence, width, user_done, item_done)
+                        and fetch_add(claims, m, 1) == 0
+                    ):
+                        n = m
+                        break
+            if n < 0:
+                spins += 1
+                if spins > SPINS:
+                    yield_thread()
+                continue
+            spins = 0
+            blk = sequence[n]
+            lo = block_ptr[blk]
+            hi = block_ptr[blk + 1]
+            _shuffle(users, items, codes, lo, hi, draws, start[n])
+            base_u = user_start[blk // width]
+            base_i = item_start[blk % width]
+            sums[n] = _sgd_block(
+                users,
+                items,
+                codes,
+                values,
+                lo,
+                hi,
+                base_u,
+                base_i,
+                P,
+                Q,
+                bu,
+                bi,
+                mu,
+                lr,
+                shrink,
+                shrink_bias,
+                use_bias,
+            )
+            row = n // width
+            store_release(user_done, row * width + blk // width, 1)
+            store_release(item_done, row * width + blk % width, 1)
+    return sums.sum()
+
+
+@njit(cache=True)
+def _own(mine, n_cols, w, workers, width):
+    """Position in the serial order of worker w's `mine`-th own block (own columns: w,
+    w + workers, ...; a column keeps its user group for the whole epoch, so a worker keeps
+    its rows of P in its own cache)."""
+    return (mine // n_cols) * width + w + (mine % n_cols) * workers
+
+
+@njit(cache=True)
+def _ready(n, sequence, width, user_done, item_done):
+    """Whether the blocks before block n on its user group and on its item group are done."""
+    row = n // width
+    if row == 0:
+        return True
+    blk = sequence[n]
+    previous = (row - 1) * width
+    return (
+        load_acquire(user_done, previous + blk // width) > 0
+        and load_acquire(item_done, previous + blk % width) > 0
+    )
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _shuffle(users, items, codes, lo, hi, draws, start):
+    """Fisher-Yates on positions lo..hi-1: position m swaps with m + floor(d (hi - m) / 2^32)."""
+    for m in range(lo, hi - 1):
+        span = np.uint64(hi - m)
+        j = m + np.int64((np.uint64(draws[start + m - lo]) * span) >> np.uint64(32))
+        u = users[j]
+        users[j] = users[m]
+        users[m] = u
+        i = items[j]
+        items[j] = items[m]
+        items[m] = i
+        c = codes[j]
+        codes[j] = codes[m]
+        codes[m] = c
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _sgd_block(
+    users,
+    items,
+    codes,
+    values,
+    lo,
+    hi,
+    base_u,
+    base_i,
+    P,
+    Q,
+    bu,
+    bi,
+    mu,
+    lr,
+    shrink,
+    shrink_bias,
+    use_bias,
+):
+    """The SGD updates of ratings lo..hi-1 in order; returns their squared errors (float64)."""
+    sse = 0.0
+    if lo >= hi:
+        return sse
+    for m in range(lo, min(lo + PREFETCH, hi)):
+        prefetch_row(P, base_u + users[m])
+        prefetch_row(Q, base_i + items[m])
+    u = base_u + users[lo]
+    i = base_i + items[lo]
+    dot = row_dot(P, u, Q, i)
+    for m in range(lo, hi):
+        ahead = m + PREFETCH
+        if ahead < hi:
+            prefetch_row(P, base_u + users[ahead])
+            prefetch_row(Q, base_i + items[ahead])
+        r = values[codes[m]]
+        if use_bias:
+            e = r - (mu + bu[u] + bi[i] + dot)
+            bu[u] = shrink_bias * bu[u] + lr * e
+            bi[i] = shrink_bias * bi[i] + lr * e
+        else:
+            e = r - dot
+        sse += e * e
+        g = lr * e
+        if m + 1 == hi:
+            row_step(P, u, Q, i, shrink, g)
+            break
+        u_next = base_u + users[m + 1]
+        i_next = base_i + items[m + 1]
+        if u_next != u and i_next != i:
+            dot = row_step_dot(P, u, Q, i, shrink, g, u_next, i_next)
+        else:
+            # The next rating reads a row this one writes: its dot product must wait.
+            row_step(P, u, Q, i, shrink, g)
+            dot = row_dot(P, u_next, Q, i_next)
+        u = u_next
+        i = i_next
+    return sse
+
+
+def sgd_strata_reference(
+    users: NDArray[np.unsignedinteger],
+    items: NDArray[np.unsignedinteger],
+    codes: NDArray[np.unsignedinteger],
+    values: NDArray[np.floating],
+    block_ptr: NDArray[np.int64],
+    user_start: NDArray[np.int64],
+    item_start: NDArray[np.int64],
+    strata: NDArray[np.int64],
+    draws: NDArray[np.uint32],
+    P: NDArray[np.floating],
+    Q: NDArray[np.floating],
+    bu: NDArray[np.floating],
+    bi: NDArray[np.floating],
+    mu: float,
+    lr: float,
+    reg: float,
+    reg_bias: float,
+    use_bias: bool,
+    workers: int,
+) -> float:
+    """Numpy twin of `sgd_strata`: the serial order (what any number of `workers` computes)
+    with the updates of `mfrec.kernels.sgd.sgd_epoch_reference`. Any row length."""
+    width = strata.shape[1]
+    sse = 0.0
+    start = 0
+    for blk in strata.ravel():
+        lo, hi = int(block_ptr[blk]), int(block_ptr[blk + 1])
+        shuffle_reference(users, items, codes, lo, hi, draws[start : start + hi - lo])
+        u = user_start[blk // width] + users[lo:hi].astype(np.int64)
+        i = item_start[blk % width] + items[lo:hi].astype(np.int64)
+        r = values[codes[lo:hi]]
+        sse += sgd_epoch_reference(
+            u, i, r, np.arange(hi - lo), P, Q, bu, bi, mu, lr, reg, reg_bias, use_bias
+        )
+        start += hi - lo
+    return sse
+
+
+def shuffle_reference(
+    users: NDArray[np.unsignedinteger],
+    items: NDArray[np.unsignedinteger],
+    codes: NDArray[np.unsignedinteger],
+    lo: int,
+    hi: int,
+    draws: NDArray[np.uint32],
+) -> None:
+    """Numpy twin of the kernel's in-place Fisher-Yates shuffle of positions lo..hi-1."""
+    for m in range(lo, hi - 1):
+        j = m + ((int(draws[m - lo]) * (hi - m)) >> 32)
+        for a in (users, items, codes):
+            a[m], a[j] = a[j], a[m]
+
+
+@njit(cache=True)
+def copy_in(
+    P: NDArray[np.floating],
+    Q: NDArray[np.floating],
+    bu: NDArray[np.floating],
+    bi: NDArray[np.floating],
+    user_rows: NDArray[np.int64],
+    item_rows: NDArray[np.int64],
+    Pw: NDArray[np.floating],
+    Qw: NDArray[np.floating],
+    buw: NDArray[np.floating],
+    biw: NDArray[np.floating],
+) -> None:
+    """Working copies from the factors: ``Pw[w, :k] = P[user_rows[w]]``, ``buw[w] =
+    bu[user_rows[w]]``, likewise for items (Pw and Qw may be wider than k).
+
+    One thread: it moves a few percent of an epoch's bytes, and a parallel region would be
+    one more place where the threads wait for each other on a busy machine."""
+    n_users = user_rows.shape[0]
+    for w in range(n_users + item_rows.shape[0]):
+        if w < n_users:
+            _copy_row(P, user_rows[w], Pw, w)
+            buw[w] = bu[user_rows[w]]
+        else:
+            x = w - n_users
+            _copy_row(Q, item_rows[x], Qw, x)
+            biw[x] = bi[item_rows[x]]
+
+
+@njit(cache=True)
+def copy_out(
+    Pw: NDArray[np.floating],
+    Qw: NDArray[np.floating],
+    buw: NDArray[np.floating],
+    biw: NDArray[np.floating],
+    user_rows: NDArray[np.int64],
+    item_rows: NDArray[np.int64],
+    P: NDArray[np.floating],
+    Q: NDArray[np.floating],
+    bu: NDArray[np.floating],
+    bi: NDArray[np.floating],
+) -> None:
+    """The inverse of `copy_in`: the working rows back into the factors."""
+    n_users = user_rows.shape[0]
+    for w in range(n_users + item_rows.shape[0]):
+        if w < n_users:
+            _copy_row(Pw, w, P, user_rows[w])
+            bu[user_rows[w]] = buw[w]
+        else:
+            x = w - n_users
+            _copy_row(Qw, x, Q, item_rows[x])
+            bi[item_rows[x]] = biw[x]
+
+
+@njit(cache=True)
+def _copy_row(src, r, dst, w):
+    for f in range(min(src.shape[1], dst.shape[1])):
+        dst[w, f] = src[r, f]
+
+
+def copy_in_reference(P, Q, bu, bi, user_rows, item_rows, Pw, Qw, buw, biw) -> None:
+    """Numpy twin of `copy_in`."""
+    k = P.shape[1]
+    Pw[:, :k] = P[user_rows]
+    Qw[:, :k] = Q[item_rows]
+    buw[:] = bu[user_rows]
+    biw[:] = bi[item_rows]
+
+
+def copy_out_reference(Pw, Qw, buw, biw, user_rows, item_rows, P, Q, bu, bi) -> None:
+    """Numpy twin of `copy_out`."""
+    k = P.shape[1]
+    P[user_rows] = Pw[:, :k]
+    Q[item_rows] = Qw[:, :k]
+    bu[user_rows] = buw
+    bi[item_rows] = biw

@@ -1,0 +1,230 @@
+"""Whole-row vector operations for the SGD kernels, written as numba intrinsics.
+
+LLVM's loop vectoriser turns ``for f in range(k)`` into a 64-wide unrolled body followed by an
+8-wide and a scalar remainder; for k = 100 most of the time goes into those remainders and into
+loads that straddle cache lines. These intrinsics instead emit one loop of full vectors of
+`VECTOR_BYTES` (16 float32 or 8 float64 lanes). They are fastest on rows whose length is a
+multiple of `lanes` (`padded_width`), which leaves no element-by-element tail; the SGD solver
+keeps padded, 64-byte aligned working copies of P and Q (`mfrec.solvers.sgd.WorkingCopy`).
+Padding columns must be zero: every operation keeps them at zero, so they add nothing to a dot
+product.
+
+Operations, for 2-D C-contiguous float arrays X, Y of the same dtype and row length::
+
+    row_dot(X, x, Y, y)                  -> X[x]·Y[y]
+    row_step(X, x, Y, y, a, g)           X[x], Y[y] <- a X[x] + g Y[y], a Y[y] + g X[x]
+    row_step_dot(X, x, Y, y, a, g, x2, y2) the step, and returns X[x2]·Y[y2] from the same loop
+                                         (x2 != x and y2 != y, so the step does not touch them)
+    prefetch_row(X, x)                   ask the cache for the lines of X[x]
+
+The right-hand sides of `row_step` use the values from before the step. Sums run over two
+accumulators (even and odd vectors), then a fixed halving tree, so results are deterministic.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+#: Width of one vector register (AVX-512). On narrower hardware LLVM splits each operation.
+VECTOR_BYTES = 64
+
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+_I8P = ir.IntType(8).as_pointer()
+
+
+def lanes(itemsize: int) -> int:
+    """Elements per vector for items of `itemsize` bytes."""
+    return VECTOR_BYTES // itemsize
+
+
+def padded_width(k: int, itemsize: int) -> int:
+    """The row length the intrinsics need for k factors: k rounded up to whole vectors."""
+    w = lanes(itemsize)
+    return -(-k // w) * w
+
+
+def _is_matrix(ty: types.Type) -> bool:
+    return (
+        isinstance(ty, types.Array)
+        and ty.ndim == 2
+        and ty.layout == "C"
+        and isinstance(ty.dtype, types.Float)
+    )
+
+
+class _Rows:
+    """LLVM values for whole-vector access to rows of one matrix."""
+
+    def __init__(self, context, builder, aryty, ary):
+        self.builder = builder
+        arr = context.make_array(aryty)(context, builder, ary)
+        self.arr, self.aryty, self.context = arr, aryty, context
+        self.k = builder.extract_value(arr.shape, 1)
+        self.ety = context.get_value_type(aryty.dtype)
+        self.itemsize = aryty.dtype.bitwidth // 8
+        self.vty = ir.VectorType(self.ety, lanes(self.itemsize))
+
+    def row(self, index):
+        b = self.builder
+        index = b.sext(index, _I64) if index.type.width < 64 else index
+        zero = ir.Constant(_I64, 0)
+        return cgutils.get_item_pointer(self.context, b, self.aryty, self.arr, [index, zero])
+
+    def vptr(self, row, offset):
+        return self.builder.bitcast(self.builder.gep(row, [offset]), self.vty.as_pointer())
+
+    def load(self, row, offset):
+        return self.builder.load(self.vptr(row, offset), align=self.itemsize)
+
+    def store(self, value, row, offset):
+        self.builder.store(value, self.vptr(row, offset), align=self.itemsize)
+
+    def splat(self, scalar):
+        b = self.builder
+        v = b.insert_element(ir.Constant(self.vty, None), scalar, ir.Constant(_I32, 0))
+        return b.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, self.vty.count), None))
+
+
+def _fma(builder, a, b, c):
+    vty = a.type
+    name = f"llvm.fma.v{vty.count}{vty.element.intrinsic_name}"
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), name)
+    return builder.call(fn, [a, b, c])
+
+
+def _hsum(builder, v):
+    width = v.type.count
+    while width > 1:
+        half = width // 2
+        lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, half), list(range(half))))
+        hi = builder.shuffle_vector(
+            v, v, ir.Constant(ir.VectorType(_I32, half), list(range(half, width)))
+        )
+        v = builder.fadd(lo, hi)
+        width = half
+    return builder.extract_element(v, ir.Constant(_I32, 0))
+
+
+def _row_loop(m: _Rows, step_rows=None, dot_rows=None):
+    """One pass over the row: the step on `step_rows` (x, y, a, g) and the dot product of
+    `dot_rows` (x2, y2); returns the dot product (or None). Whole vectors, then one element
+    at a time for a row length that is not a multiple of `lanes` (padded rows have none)."""
+    b = m.builder
+    width = m.vty.count
+    accs = None
+    if dot_rows is not None:
+        accs = [cgutils.alloca_once_value(b, ir.Constant(m.vty, None)) for _ in range(2)]
+        tail_acc = cgutils.alloca_once_value(b, ir.Constant(m.ety, 0.0))
+    if step_rows is not None:
+        x, y, a, g = step_rows
+        av, gv = m.splat(a), m.splat(g)
+
+    def body(offset, acc):
+        if accs is not None:
+            x2, y2 = dot_rows
+            prod = _fma(b, m.load(x2, offset), m.load(y2, offset), b.load(acc))
+            b.store(prod, acc)
+        if step_rows is not None:
+            xv, yv = m.load(x, offset), m.load(y, offset)
+            m.store(_fma(b, gv, yv, b.fmul(av, xv)), x, offset)
+            m.store(_fma(b, gv, xv, b.fmul(av, yv)), y, offset)
+
+    def element(f):
+        if accs is not None:
+            x2, y2 = dot_rows
+            prod = b.fmul(b.load(b.gep(x2, [f])), b.load(b.gep(y2, [f])))
+            b.store(b.fadd(b.load(tail_acc), prod), tail_acc)
+        if step_rows is not None:
+            xp, yp = b.gep(x, [f]), b.gep(y, [f])
+            xf, yf = b.load(xp), b.load(yp)
+            b.store(b.fadd(b.fmul(a, xf), b.fmul(g, yf)), xp)
+            b.store(b.fadd(b.fmul(a, yf), b.fmul(g, xf)), yp)
+
+    pair = ir.Constant(_I64, 2 * width)
+    paired = b.mul(b.udiv(m.k, pair), pair)
+    vectors = b.mul(b.udiv(m.k, ir.Constant(_I64, width)), ir.Constant(_I64, width))
+    with cgutils.for_range_slice(b, ir.Constant(_I64, 0), paired, pair) as (offset, _):
+        body(offset, accs[0] if accs else None)
+        body(b.add(offset, ir.Constant(_I64, width)), accs[1] if accs else None)
+    with b.if_then(b.icmp_unsigned("<", paired, vectors)):
+        body(paired, accs[0] if accs else None)
+    with cgutils.for_range_slice(b, vectors, m.k, ir.Constant(_I64, 1)) as (f, _):
+        element(f)
+    if accs is None:
+        return None
+    total = _hsum(b, b.fadd(b.load(accs[0]), b.load(accs[1])))
+    return b.fadd(total, b.load(tail_acc))
+
+
+def _check_pair(X, Y):
+    return _is_matrix(X) and _is_matrix(Y) and X.dtype == Y.dtype
+
+
+@intrinsic
+def row_dot(typingctx, X, x, Y, y):
+    """X[x]·Y[y]."""
+    if not (_check_pair(X, Y) and isinstance(x, types.Integer) and isinstance(y, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        mx = _Rows(context, builder, sig.args[0], args[0])
+        my = _Rows(context, builder, sig.args[2], args[2])
+        return _row_loop(mx, dot_rows=(mx.row(args[1]), my.row(args[3])))
+
+    return X.dtype(X, x, Y, y), codegen
+
+
+@intrinsic
+def row_step(typingctx, X, x, Y, y, a, g):
+    """X[x], Y[y] <- a·X[x] + g·Y[y], a·Y[y] + g·X[x] (old values on the right)."""
+    if not (_check_pair(X, Y) and a == X.dtype and g == X.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        mx = _Rows(context, builder, sig.args[0], args[0])
+        my = _Rows(context, builder, sig.args[2], args[2])
+        _row_loop(mx, step_rows=(mx.row(args[1]), my.row(args[3]), args[4], args[5]))
+        return context.get_dummy_value()
+
+    return types.none(X, x, Y, y, a, g), codegen
+
+
+@intrinsic
+def row_step_dot(typingctx, X, x, Y, y, a, g, x2, y2):
+    """`row_step` on rows x, y and, in the same loop, X[x2]·Y[y2] (x2 != x, y2 != y)."""
+    if not (_check_pair(X, Y) and a == X.dtype and g == X.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        mx = _Rows(context, builder, sig.args[0], args[0])
+        my = _Rows(context, builder, sig.args[2], args[2])
+        step = (mx.row(args[1]), my.row(args[3]), args[4], args[5])
+        return _row_loop(mx, step_rows=step, dot_rows=(mx.row(args[6]), my.row(args[7])))
+
+    return X.dtype(X, x, Y, y, a, g, x2, y2), codegen
+
+
+@intrinsic
+def prefetch_row(typingctx, X, x):
+    """Prefetch every 64-byte line of X[x] for writing (no effect on results)."""
+    if not (_is_matrix(X) and isinstance(x, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        m = _Rows(context, builder, sig.args[0], args[0])
+        row = m.row(args[1])
+        fnty = ir.FunctionType(ir.VoidType(), [_I8P, _I32, _I32, _I32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        per_line = ir.Constant(_I64, VECTOR_BYTES // m.itemsize)
+        with cgutils.for_range_slice(builder, ir.Constant(_I64, 0), m.k, per_line) as (f, _):
+            address = builder.bitcast(builder.gep(row, [f]), _I8P)
+            # (address, write, high temporal locality, data cache)
+            flags = [ir.Constant(_I32, v) for v in (1, 3, 1)]
+            builder.call(fn, [address, *flags])
+        return context.get_dummy_value()
+
+    return types.none(X, x), codegen
