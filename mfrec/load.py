@@ -665,14 +665,13 @@ def _guess_encoding(head: bytes) -> str:
 
 
 def _sniff_sep(lines: list[str], src: str) -> str:
-    # A separator must appear on every sampled line, at least twice on most of them: one
-    # malformed line should be reported as such, not make the separator undetectable.
+    # A separator must appear on every sampled line: one malformed line should be reported as
+    # such, not make the separator undetectable. Too few columns is reported by the caller.
     sample = lines[:50]
     for cand in ("::", "\t", ",", ";", "|"):
-        counts = [ln.count(cand) for ln in sample]
-        if min(counts) >= 1 and _mode(counts) >= 2:
+        if min(ln.count(cand) for ln in sample) >= 1:
             return cand
-    if _mode([len(ln.split()) for ln in sample]) >= 3:
+    if _mode([len(ln.split()) for ln in sample]) >= 2:
         return " "
     raise DataFormatError(
         "cannot tell the column separator from the first lines; give --sep", source=src

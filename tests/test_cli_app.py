@@ -88,3 +88,14 @@ def test_bad_data_in_a_real_process_prints_no_traceback(tmp_path):
     )
     assert out.returncode == 2
     assert out.stderr == f"Error: {path}, line 2: rating 'x' is not a number\n"
+
+
+def test_info_on_a_file_named_npz_that_is_not_a_model(tmp_path):
+    path = tmp_path / "model.npz"
+    path.write_text("user,item,rating\n1,2,3\n")
+    result = CliRunner().invoke(cli, ["info", str(path)])
+    assert result.exit_code == 2
+    assert (
+        result.output
+        == f"Error: {path}: not an mfrec model file (truncated, or not an .npz archive)\n"
+    )

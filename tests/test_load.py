@@ -447,3 +447,8 @@ def test_colon_inside_an_id_past_the_sniffed_head(tmp_path, monkeypatch):
 def test_quoted_ids_with_spaces_in_a_whitespace_file(tmp_path):
     data = load_ratings(write(tmp_path, '"a b" 1 5\n"say ""hi""" 2 3\nc 3 1\n'), sep=" ")
     assert triples(data) == [("a b", "1", 5.0), ('say "hi"', "2", 3.0), ("c", "3", 1.0)]
+
+
+def test_two_columns_are_named_as_too_few(tmp_path):
+    path = write(tmp_path, "user,item\n1,2\n3,4\n")
+    assert error_of(path) == "FILE: found 2 column(s); need at least user, item and rating"

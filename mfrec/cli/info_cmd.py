@@ -66,14 +66,19 @@ def _describe(path: str, load_options: dict[str, Any]) -> Description | ModelInf
 
 
 def _is_npz(path: str) -> bool:
-    """A NumPy archive: a zip whose members are all .npy arrays (a zipped ratings file is not).
+    """A model file: named .npz, or a zip whose members are all .npy arrays (a zipped ratings
+    file is not).
 
-    Any such archive goes to the model reader, which says so when it is not an mfrec model.
+    Any such file goes to the model reader, which says so when it is not an mfrec model.
     """
     import zipfile
     from pathlib import Path
 
-    if not Path(path).is_file() or not zipfile.is_zipfile(path):
+    if not Path(path).is_file():
+        return False
+    if path.lower().endswith(".npz"):
+        return True
+    if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
