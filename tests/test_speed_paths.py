@@ -139,8 +139,9 @@ def test_grid_size():
     assert grid_size(3_000) == 1  # too small to cut: the plain kernel
     assert grid_size(20_000) == 4
     assert grid_size(80_000) == 8  # MovieLens 100k
-    assert grid_size(10_000_000) == 8
-    assert grid_size(100_000_000) == 27
+    assert grid_size(2_000_000) == 8
+    assert grid_size(10_000_000) == 17
+    assert grid_size(100_000_000) == 55
 
 
 def check_grid(grid: Grid, train: TrainSet):

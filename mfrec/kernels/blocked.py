@@ -229,13 +229,13 @@ def _sgd_block(
         if ahead < hi:
             prefetch_row(P, base_u + users[ahead])
             prefetch_row(Q, base_i + items[ahead])
-        r = values[codes[m]]
+        # r - mu - b_u - b_i does not wait for the dot product.
         if use_bias:
-            e = r - (mu + bu[u] + bi[i] + dot)
+            e = (values[codes[m]] - mu - bu[u] - bi[i]) - dot
             bu[u] = shrink_bias * bu[u] + lr * e
             bi[i] = shrink_bias * bi[i] + lr * e
         else:
-            e = r - dot
+            e = values[codes[m]] - dot
         sse += e * e
         g = lr * e
         if m + 1 == hi:

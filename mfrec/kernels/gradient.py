@@ -9,7 +9,9 @@ The first pass runs over the ratings grouped by user (`TrainSet.by_user`): it co
 residual, keeps it at the rating's position, and sums the user rows. The second runs over the
 ratings grouped by item and sums the item rows from the kept residuals. Each row is summed by
 one thread in a fixed order, so the result does not depend on the thread count; no two threads
-write the same row. Without biases g(b) is zero.
+write the same row. The rows of the other side, and the residuals, are prefetched `PREFETCH`
+ratings ahead.
+Without biases g(b) is zero.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from numba import njit, prange
 from numpy.typing import NDArray
 
 from mfrec.kernels import FASTMATH
+from mfrec.kernels.blocked import PREFETCH
+from mfrec.kernels.simd import prefetch_row, row_dot
 
 #: Rows are handed to the threads in this many fixed chunks.
 ROW_CHUNKS = 64
@@ -56,6 +60,8 @@ def half_gradient(
     n_users, k = P.shape
     n_items = Q.shape[0]
     scale = 1.0 / residuals.shape[0]
+    # The residuals are written and read at scattered positions: prefetch those too.
+    spread = residuals.reshape((residuals.shape[0], 1))
     user_chunks = max(1, min(n_users, ROW_CHUNKS))
     for chunk in prange(user_chunks):
         for u in range(chunk * n_users // user_chunks, (chunk + 1) * n_users // user_chunks):
@@ -64,10 +70,11 @@ def half_gradient(
             sum_e = 0.0
             p = P[u]
             for m in range(user_ptr[u], user_ptr[u + 1]):
+                if m + PREFETCH < user_ptr[-1]:
+                    prefetch_row(Q, user_items[m + PREFETCH])
+                    prefetch_row(spread, user_pos[m + PREFETCH])
                 q = Q[user_items[m]]
-                dot = p[0] * q[0]
-                for f in range(1, k):
-                    dot += p[f] * q[f]
+                dot = row_dot(P, u, Q, user_items[m])
                 if use_bias:
                     e = user_ratings[m] - (mu + bu[u] + bi[user_items[m]] + dot)
                 else:
@@ -87,6 +94,9 @@ def half_gradient(
             g[:] = 0.0
             sum_e = 0.0
             for m in range(item_ptr[i], item_ptr[i + 1]):
+                if m + PREFETCH < item_ptr[-1]:
+                    prefetch_row(P, item_users[m + PREFETCH])
+                    prefetch_row(spread, item_pos[m + PREFETCH])
                 e = residuals[item_pos[m]]
                 p = P[item_users[m]]
                 sum_e += e

@@ -118,7 +118,7 @@ def _row_loop(m: _Rows, step_rows=None, dot_rows=None):
     accs = None
     if dot_rows is not None:
         accs = [cgutils.alloca_once_value(b, ir.Constant(m.vty, None)) for _ in range(2)]
-        tail_acc = cgutils.alloca_once_value(b, ir.Constant(m.ety, 0.0))
+        total = cgutils.alloca_once(b, m.ety)
     if step_rows is not None:
         x, y, a, g = step_rows
         av, gv = m.splat(a), m.splat(g)
@@ -137,7 +137,7 @@ def _row_loop(m: _Rows, step_rows=None, dot_rows=None):
         if accs is not None:
             x2, y2 = dot_rows
             prod = b.fmul(b.load(b.gep(x2, [f])), b.load(b.gep(y2, [f])))
-            b.store(b.fadd(b.load(tail_acc), prod), tail_acc)
+            b.store(b.fadd(b.load(total), prod), total)
         if step_rows is not None:
             xp, yp = b.gep(x, [f]), b.gep(y, [f])
             xf, yf = b.load(xp), b.load(yp)
@@ -152,12 +152,12 @@ def _row_loop(m: _Rows, step_rows=None, dot_rows=None):
         body(b.add(offset, ir.Constant(_I64, width)), accs[1] if accs else None)
     with b.if_then(b.icmp_unsigned("<", paired, vectors)):
         body(paired, accs[0] if accs else None)
+    if accs is not None:
+        # The vectors' sum first, so that rows without a tail add nothing after it.
+        b.store(_hsum(b, b.fadd(b.load(accs[0]), b.load(accs[1]))), total)
     with cgutils.for_range_slice(b, vectors, m.k, ir.Constant(_I64, 1)) as (f, _):
         element(f)
-    if accs is None:
-        return None
-    total = _hsum(b, b.fadd(b.load(accs[0]), b.load(accs[1])))
-    return b.fadd(total, b.load(tail_acc))
+    return None if accs is None else b.load(total)
 
 
 def _check_pair(X, Y):
