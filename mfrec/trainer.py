@@ -222,8 +222,10 @@ class _Loop:
         row["updates"] = self.updates
         self._check_divergence(epoch, row["objective"])
         if epoch == 0:
-            r = self.train.ratings.astype(np.float64)
-            self.limit = DIVERGENCE_FACTOR * max(row["objective"], float(r @ r) / len(r))
+            # Mean squared rating, accumulated in float64 without a float64 copy of the ratings.
+            r = self.train.ratings
+            mean_sq = float(np.einsum("n,n->", r, r, dtype=np.float64)) / len(r)
+            self.limit = DIVERGENCE_FACTOR * max(row["objective"], mean_sq)
         self.rows.append(row)
         logger.info(
             "%s epoch %d: J=%.6g, train RMSE %.4f%s (%.3f s solver, %.3f s evaluation)",
