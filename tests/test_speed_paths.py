@@ -3,6 +3,8 @@ the solver around it. Speed is measured in benchmarks/bench_speed.py; here only 
 
 import numpy as np
 import pytest
+from conftest import NOISE
+from conftest import planted as planted_data
 from numba import njit
 
 import mfrec.solvers.sgd as sgd_module
@@ -22,34 +24,15 @@ from mfrec.solvers.base import DEFAULT_INIT_STD, Factors, SolverParams, TrainSet
 from mfrec.solvers.sgd import SGD, WorkingCopy, aligned_zeros
 
 DTYPES = [np.float32, np.float64]
-NOISE = 0.1
 
 
 def close(dtype):
     return {"rtol": 2e-4, "atol": 2e-5} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-12}
 
 
-def planted(dtype=np.float32, seed=0, n_users=300, n_items=200, rank=3, density=0.3):
-    """mu + b_u + b_i + p_u·q_i + N(0, NOISE²) from known factors; 80/20 split."""
-    rng = np.random.default_rng(seed)
-    P = rng.normal(0, 0.5, (n_users, rank))
-    Q = rng.normal(0, 0.5, (n_items, rank))
-    bu = rng.normal(0, 0.3, n_users)
-    bi = rng.normal(0, 0.3, n_items)
-    u, i = np.nonzero(rng.random((n_users, n_items)) < density)
-    r = 3.0 + bu[u] + bi[i] + np.einsum("nk,nk->n", P[u], Q[i]) + rng.normal(0, NOISE, len(u))
-    test = rng.random(len(u)) < 0.2
-
-    def part(mask):
-        return TrainSet(
-            u[mask].astype(np.int32),
-            i[mask].astype(np.int32),
-            r[mask].astype(dtype),
-            n_users,
-            n_items,
-        )
-
-    return part(~test), part(test)
+def planted(dtype=np.float32, seed=0, n_users=300, n_items=200, density=0.3):
+    """The shared planted data, large enough by default for the blocked path."""
+    return planted_data(dtype, seed, n_users=n_users, n_items=n_items, density=density)
 
 
 def run(train, params, epochs, factors=3, seed=0, blocks=None, monkeypatch=None):
