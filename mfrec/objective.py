@@ -89,8 +89,9 @@ def objective_and_gradient(
     E = sp.csr_matrix(
         (e[by_user.order], by_user.cols, by_user.indptr), (train.n_users, train.n_items)
     )
-    n_u = by_user.counts.astype(f.P.dtype)
-    n_i = train.by_item().counts.astype(f.P.dtype)
+    counts_u, counts_i = train.counts()
+    n_u = counts_u.astype(f.P.dtype)
+    n_i = counts_i.astype(f.P.dtype)
     scale = 2.0 / len(train)
     gP = scale * (reg * n_u[:, None] * f.P - E @ f.Q)
     gQ = scale * (reg * n_i[:, None] * f.Q - E.T @ f.P)
@@ -114,8 +115,7 @@ def _objective(
         rows = np.einsum("nk,nk->n", X, X, dtype=np.float64)
         return float(np.einsum("n,n->", counts.astype(np.float64), rows))
 
-    n_u = train.by_user().counts
-    n_i = train.by_item().counts
+    n_u, n_i = train.counts()
     total = float(np.einsum("n,n->", e, e, dtype=np.float64))
     total += reg * (weighted_sq(n_u, f.P) + weighted_sq(n_i, f.Q))
     if f.use_bias:
