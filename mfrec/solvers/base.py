@@ -82,6 +82,11 @@ class Csr(NamedTuple):
     vals: NDArray[np.floating]
     order: NDArray[np.int64]
 
+    @property
+    def counts(self) -> NDArray[np.int64]:
+        """Ratings per row."""
+        return np.diff(self.indptr)
+
 
 @dataclass
 class TrainSet:
