@@ -55,7 +55,6 @@ from mfrec.solvers.base import (
     TrainSet,
 )
 from mfrec.solvers.minibatch import MiniBatch
-from mfrec.solvers.sgd import SGD
 from mfrec.split import split
 from mfrec.trainer import train
 
@@ -78,6 +77,9 @@ SEARCH_FRACTION = 0.25
 SEARCH_MAX_TRIALS = 8
 #: The search grid: these mantissas times powers of ten (..., 0.1, 0.2, 0.5, 1, 2, 5, ...).
 LR_MANTISSAS = (1.0, 2.0, 5.0)
+#: A constant SGD step that converges without tuning on the data we tried (sgd's own default
+#: is a larger, decaying step); plain-step searches start from it times the batch size.
+PLAIN_SGD_LR = 0.02
 #: Optimizers whose step does not scale with the gradient, so one lr suits every batch size.
 ADAPTIVE_OPTIMIZERS = ("adagrad", "adam")
 #: A trial whose J rises by more than this relative amount between two epochs is unstable
@@ -543,7 +545,7 @@ def start_lr(run: Run) -> float:
 
     The solver's own default when `run` uses its default optimizer. Otherwise, for steps that
     scale with the gradient (constant, decay, momentum), the linear scaling rule
-    ``SGD.default_lr × batch size``: a batch-averaged gradient moves each row about
+    ``PLAIN_SGD_LR × batch size``: a batch-averaged gradient moves each row about
     1/batch as far as one SGD step. For adaptive optimizers (adagrad, adam), which undo the
     gradient's scale, the mini-batch solver's default.
     """
@@ -552,7 +554,7 @@ def start_lr(run: Run) -> float:
         return solver_cls.default_lr
     if run.optimizer in ADAPTIVE_OPTIMIZERS:
         return MiniBatch.default_lr
-    return SGD.default_lr * run.batch_size
+    return PLAIN_SGD_LR * run.batch_size
 
 
 def grid_lr(index: int) -> float:

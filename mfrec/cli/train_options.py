@@ -76,7 +76,7 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--decay",
             type=float,
             default=None,
-            help="lr / (1 + decay * epoch) with --optimizer decay.",
+            help="lr / (1 + decay * epoch) with --optimizer decay.  [default: 0.4]",
         ),
         click.option(
             "--momentum",
@@ -90,7 +90,7 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--init-std",
             type=float,
             default=None,
-            help="Standard deviation of the random starting factors.  [default: 0.1]",
+            help="Standard deviation of the random starting factors.  [default: 0.05]",
         ),
         click.option(
             "--dtype",

@@ -17,7 +17,11 @@ from numpy.typing import NDArray
 DEFAULT_FACTORS = 100
 DEFAULT_REG = 0.1
 DEFAULT_REG_BIAS = 0.05
-DEFAULT_INIT_STD = 0.1
+DEFAULT_INIT_STD = 0.05
+#: With ``decay``, lr_t = lr / (1 + DEFAULT_DECAY * t): sgd's default schedule (lr 0.08 falling
+#: to about a tenth of it by epoch 20) beat a constant 0.02 on MovieLens 100k and on 10M
+#: synthetic ratings alike, where the constant step was still far from converged at 10 epochs.
+DEFAULT_DECAY = 0.4
 
 
 @dataclass
@@ -153,7 +157,7 @@ class SolverParams:
     reg: float = DEFAULT_REG
     reg_bias: float = DEFAULT_REG_BIAS
     optimizer: str | None = None
-    decay: float = 0.0
+    decay: float = DEFAULT_DECAY
     momentum: float = 0.9
     batch_size: int = 1024
     line_search: bool = False

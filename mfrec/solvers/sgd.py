@@ -30,9 +30,9 @@ class SGD(GradientSolver):
     """
 
     name = "sgd"
-    default_lr = 0.02
+    default_lr = 0.08
     default_epochs = 20
-    default_optimizer = "constant"
+    default_optimizer = "decay"
     #: Most shuffle draws made at once (bounds the memory of an epoch on big data).
     max_draws: ClassVar[int] = 1 << 22
 
