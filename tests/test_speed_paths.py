@@ -11,12 +11,15 @@ import mfrec.solvers.sgd as sgd_module
 from mfrec import objective
 from mfrec.blocks import Grid, build_grid, grid_size, schedule
 from mfrec.kernels.blocked import (
+    PREFETCH,
     copy_in,
     copy_in_reference,
     copy_out,
     copy_out_reference,
     sgd_strata,
     sgd_strata_reference,
+    shuffle_words,
+    shuffle_words_reference,
 )
 from mfrec.kernels.simd import lanes, padded_width, prefetch_row, row_dot, row_step, row_step_dot
 from mfrec.kernels.threads import available_threads, numba_threads, resolve_threads
@@ -226,22 +229,26 @@ def blocked_problem(dtype, use_bias, seed=0):
     bu = rng.normal(0, 0.3, 40).astype(dtype) if use_bias else np.zeros(40, dtype)
     bi = rng.normal(0, 0.3, 30).astype(dtype) if use_bias else np.zeros(30, dtype)
     strata = schedule(3, rng)
-    draws = rng.integers(0, 1 << 32, len(train), dtype=np.uint32)
+    seed = np.uint64(0xFEED_F00D_1234_5678)
     scalars = (dtype(3.0), dtype(0.05), dtype(0.1), dtype(0.2), use_bias)
-    return grid, (P, Q, bu, bi), strata, draws, scalars
+    return grid, (P, Q, bu, bi), strata, seed, scalars
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("use_bias", [True, False])
 def test_blocked_kernel_matches_reference(dtype, use_bias):
-    grid, params, strata, draws, scalars = blocked_problem(dtype, use_bias)
+    grid, params, strata, seed, scalars = blocked_problem(dtype, use_bias)
     runs = []
-    for kernel in (sgd_strata, sgd_strata_reference):
+    for kernel, prefetch in ((sgd_strata, 0), (sgd_strata, 4), (sgd_strata_reference, 0)):
         data = [grid.users.copy(), grid.items.copy(), grid.codes.copy()]
         layout = (grid.values, grid.block_ptr, grid.user_start, grid.item_start)
         factors = [x.copy() for x in params]
-        sse = kernel(*data, *layout, strata, draws, *factors, *scalars, 2)
+        sse = kernel(*data, *layout, strata, seed, *factors, *scalars, 2, prefetch)
         runs.append((data, factors, sse))
+    # Prefetching changes nothing, bit for bit.
+    for x, y in zip(runs[0][1], runs[1][1], strict=True):
+        np.testing.assert_array_equal(x, y)
+    runs = runs[1:]
     (data_a, f_a, sse_a), (data_b, f_b, sse_b) = runs
     for x, y in zip(data_a, data_b, strict=True):  # the same shuffle
         np.testing.assert_array_equal(x, y)
@@ -262,14 +269,14 @@ def test_blocked_kernel_matches_reference(dtype, use_bias):
     [(1, 1), (2, 2), (1, 3), (2, 5)],
 )
 def test_blocked_kernel_is_the_same_with_any_thread_count(threads, workers):
-    grid, params, strata, draws, scalars = blocked_problem(np.float32, True)
+    grid, params, strata, seed, scalars = blocked_problem(np.float32, True)
     results = []
     for t, w in ((1, 1), (min(threads, available_threads()), workers)):
         data = [grid.users.copy(), grid.items.copy(), grid.codes.copy()]
         layout = (grid.values, grid.block_ptr, grid.user_start, grid.item_start)
         factors = [x.copy() for x in params]
         with numba_threads(t):
-            sgd_strata(*data, *layout, strata, draws, *factors, *scalars, w)
+            sgd_strata(*data, *layout, strata, seed, *factors, *scalars, w, PREFETCH)
         results.append(factors)
     for x, y in zip(results[0], results[1], strict=True):
         np.testing.assert_array_equal(x, y)
@@ -353,25 +360,35 @@ def test_decay_schedule_reaches_the_blocked_kernel():
     assert not np.allclose(slow.P, fast.P)
 
 
-def test_big_epochs_are_cut_into_calls_of_bounded_draws(monkeypatch):
-    """On big data an epoch's sub-epochs are grouped into kernel calls of at most `max_draws`
-    shuffle draws (one per rating), so the draws never take memory in proportion to |R|."""
+def test_shuffle_words_match_reference_and_look_uniform():
+    seed = np.uint64(2**64 - 3)  # sums past 2^64 must wrap alike in both
+    for blk, n in ((0, 1), (7, 1000), (123, 50_000)):
+        words = shuffle_words(seed, blk, n)
+        np.testing.assert_array_equal(words, shuffle_words_reference(seed, blk, n))
+    assert words.max() < 2**32
+    # Uniform on [0, 2^32): each of 16 bins holds about n/16 (binomial sd ~ 54 here).
+    counts = np.bincount((words >> np.uint64(28)).astype(np.int64), minlength=16)
+    assert np.abs(counts - len(words) / 16).max() < 300
+    # Different blocks and different seeds give unrelated streams.
+    assert not np.array_equal(shuffle_words(seed, 1, 100), shuffle_words(seed, 2, 100))
+    assert not np.array_equal(shuffle_words(seed, 1, 100), shuffle_words(np.uint64(5), 1, 100))
+
+
+def test_factors_are_copied_in_once_and_out_after_every_epoch(monkeypatch):
+    """The working copy is loaded before the first epoch only (the solver owns the factors while
+    it trains) and stored after each, so the trainer always sees the current factors."""
     train, _ = planted()
     calls = []
-    original = sgd_module.sgd_strata
+    for name in ("copy_in", "copy_out"):
+        original = getattr(sgd_module, name)
 
-    def counting(*args):
-        calls.append((len(args[7]), len(args[8])))
-        return original(*args)
+        def counting(*args, name=name, original=original):
+            calls.append(name)
+            return original(*args)
 
-    monkeypatch.setattr(sgd_module, "sgd_strata", counting)
-    run(train, SolverParams(), 1)
-    assert calls == [(3, len(train))]  # 3 sub-epochs (B = 3), all in one call
-    calls.clear()
-    monkeypatch.setattr(SGD, "max_draws", 8000)
-    f, _ = run(train, SolverParams(), 1)
-    assert [n for n, _ in calls] == [1, 1, 1]
-    assert sum(d for _, d in calls) == len(train) and max(d for _, d in calls) <= 8000
+        monkeypatch.setattr(sgd_module, name, counting)
+    f, _ = run(train, SolverParams(), 3)
+    assert calls == ["copy_in", "copy_out", "copy_out", "copy_out"]
     assert np.isfinite(f.P).all()
 
 

@@ -8,12 +8,14 @@ as the blocks before it on its user group and on its item group are done; since 
 block touches other rows of P and Q, the result is that of the serial order, bit for bit,
 whatever the number of threads and however they are scheduled.
 
-Each block first shuffles its ratings in place (Fisher-Yates, ``draws`` supplying one uniform
-32-bit number per rating) and then visits them in that order with the update of
+Each block first shuffles its ratings in place (Fisher-Yates, with the uniform 32-bit numbers
+`shuffle_words` derives from the epoch's ``seed`` and the block's number: a counter-based hash,
+so that no draws are stored, any thread can shuffle any block, and the numpy twin computes the
+same numbers) and then visits them in that order with the update of
 `mfrec.kernels.sgd.sgd_epoch`, written p <- (1 - lr reg) p + (lr e) q. Two things make it fast
 rather than different: the dot product of the next rating is computed in the same pass over
-the vectors as the current update (when the two share no row), and the rows of the ratings
-`PREFETCH` places ahead are prefetched.
+the vectors as the current update (when the two share no row), and, when ``prefetch`` > 0, the
+rows of the ratings that many places ahead are prefetched.
 """
 
 from __future__ import annotations
@@ -27,8 +29,12 @@ from mfrec.kernels.atomics import fetch_add, load_acquire, store_release, yield_
 from mfrec.kernels.sgd import sgd_epoch_reference
 from mfrec.kernels.simd import prefetch_row, row_dot, row_step, row_step_dot
 
-#: How many ratings ahead the rows of P and Q are prefetched.
+#: How many ratings ahead the rows of P and Q are prefetched, when they are.
 PREFETCH = 16
+#: 2^64 / golden ratio: the odd step of the Weyl sequences that feed the shuffle's hash.
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
 #: Fruitless looks for a ready block before a worker starts yielding the processor between
 #: looks (when the block it needs is held by a descheduled thread, spinning only delays it).
 SPINS = 1000
@@ -44,7 +50,7 @@ def sgd_strata(
     user_start: NDArray[np.int64],
     item_start: NDArray[np.int64],
     strata: NDArray[np.int64],
-    draws: NDArray[np.uint32],
+    seed: np.uint64,
     P: NDArray[np.floating],
     Q: NDArray[np.floating],
     bu: NDArray[np.floating],
@@ -55,6 +61,7 @@ def sgd_strata(
     reg_bias: float,
     use_bias: bool,
     workers: int,
+    prefetch: int,
 ) -> float:
     """Run the blocks of ``strata`` (row by row: the *serial order*) in place, on `workers`
     threads; the result is that of the serial order.
@@ -64,8 +71,9 @@ def sgd_strata(
     ratings are at positions ``block_ptr[blk]:block_ptr[blk + 1]``, by working rows
     ``user_start[a] + users[j]`` and ``item_start[c] + items[j]``, of value
     ``values[codes[j]]``. Each row of ``strata`` has every user group and every item group
-    once. The blocks take their draws in the serial order, one per rating. Returns the sum of
-    the squared errors seen (each before its update), in float64.
+    once. Block ``blk`` is shuffled with ``shuffle_words(seed, blk, n)``; ``prefetch`` is how
+    many ratings ahead rows are prefetched (0: none). Returns the sum of the squared errors seen
+    (each before its update), in float64.
 
     No barrier between rows. Worker w owns the columns w, w + workers, ... of every row and
     takes its next own block as soon as the blocks before it on the same user group and the
@@ -78,10 +86,6 @@ def sgd_strata(
     n_strata, width = strata.shape
     total = n_strata * width
     sequence = strata.ravel()
-    start = np.zeros(total + 1, np.int64)
-    for n in range(total):
-        blk = sequence[n]
-        start[n + 1] = start[n] + block_ptr[blk + 1] - block_ptr[blk]
     one = np.ones(1, P.dtype)[0]
     shrink = one - lr * reg
     shrink_bias = one - lr * reg_bias
@@ -127,7 +131,7 @@ def sgd_strata(
             blk = sequence[n]
             lo = block_ptr[blk]
             hi = block_ptr[blk + 1]
-            _shuffle(users, items, codes, lo, hi, draws, start[n])
+            _shuffle(users, items, codes, lo, hi, block_key(seed, blk))
             base_u = user_start[blk // width]
             base_i = item_start[blk % width]
             sums[n] = _sgd_block(
@@ -148,6 +152,7 @@ def sgd_strata(
                 shrink,
                 shrink_bias,
                 use_bias,
+                prefetch,
             )
             row = n // width
             store_release(user_done, row * width + blk // width, 1)
@@ -177,12 +182,49 @@ def _ready(n, sequence, width, user_done, item_done):
     )
 
 
+@njit(cache=True)
+def _mix(x):
+    """splitmix64's finaliser: a bijection of 64-bit words that scrambles every bit."""
+    x = (x ^ (x >> np.uint64(30))) * _MIX1
+    x = (x ^ (x >> np.uint64(27))) * _MIX2
+    return x ^ (x >> np.uint64(31))
+
+
+@njit(cache=True)
+def block_key(seed: np.uint64, blk: int) -> np.uint64:
+    """The key of block `blk`'s shuffle in the epoch of `seed`."""
+    return _mix(np.uint64(seed) + np.uint64(blk + 1) * GOLDEN)
+
+
+@njit(cache=True)
+def _word(key, m):
+    """The m-th uniform 32-bit number of the stream `key` (splitmix64 at position m)."""
+    return _mix(key + np.uint64(m + 1) * GOLDEN) >> np.uint64(32)
+
+
+@njit(cache=True)
+def shuffle_words(seed: np.uint64, blk: int, n: int) -> NDArray[np.uint64]:
+    """The n uniform 32-bit numbers (held in uint64) that shuffle block `blk` in the epoch of
+    `seed`: the d of position m of the block's Fisher-Yates (see `_shuffle`)."""
+    key = block_key(seed, blk)
+    out = np.empty(n, np.uint64)
+    for m in range(n):
+        out[m] = _word(key, m)
+    return out
+
+
 @njit(cache=True, fastmath=FASTMATH)
-def _shuffle(users, items, codes, lo, hi, draws, start):
-    """Fisher-Yates on positions lo..hi-1: position m swaps with m + floor(d (hi - m) / 2^32)."""
-    for m in range(lo, hi - 1):
-        span = np.uint64(hi - m)
-        j = m + np.int64((np.uint64(draws[start + m - lo]) * span) >> np.uint64(32))
+def _shuffle(users, items, codes, lo, hi, key):
+    """Fisher-Yates on positions lo..hi-1: position m swaps with m + floor(d (hi - m) / 2^32),
+    d the (m - lo)-th number of the stream `key`. The numbers are hashed from their position,
+    not chained, so the loop carries no dependency through the generator. Unsigned positions
+    spare numba's negative-index checks (a third of the time)."""
+    if hi - lo < 2:
+        return
+    first = np.uint64(lo)
+    end = np.uint64(hi)
+    for m in range(first, end - np.uint64(1)):
+        j = m + ((_word(key, m - first) * (end - m)) >> np.uint64(32))
         u = users[j]
         users[j] = users[m]
         users[m] = u
@@ -213,22 +255,29 @@ def _sgd_block(
     shrink,
     shrink_bias,
     use_bias,
+    prefetch,
 ):
-    """The SGD updates of ratings lo..hi-1 in order; returns their squared errors (float64)."""
+    """The SGD updates of ratings lo..hi-1 in order; returns their squared errors (float64).
+    The rows of the rating `prefetch` places ahead are prefetched (none when 0). Positions and
+    rows are unsigned, which spares numba's negative-index checks."""
     sse = 0.0
     if lo >= hi:
         return sse
-    for m in range(lo, min(lo + PREFETCH, hi)):
+    first = np.uint64(lo)
+    end = np.uint64(hi)
+    ahead = np.uint64(prefetch)
+    base_u = np.uint64(base_u)
+    base_i = np.uint64(base_i)
+    for m in range(first, min(first + ahead, end)):
         prefetch_row(P, base_u + users[m])
         prefetch_row(Q, base_i + items[m])
-    u = base_u + users[lo]
-    i = base_i + items[lo]
+    u = base_u + users[first]
+    i = base_i + items[first]
     dot = row_dot(P, u, Q, i)
-    for m in range(lo, hi):
-        ahead = m + PREFETCH
-        if ahead < hi:
-            prefetch_row(P, base_u + users[ahead])
-            prefetch_row(Q, base_i + items[ahead])
+    for m in range(first, end):
+        if prefetch > 0 and m + ahead < end:
+            prefetch_row(P, base_u + users[m + ahead])
+            prefetch_row(Q, base_i + items[m + ahead])
         # r - mu - b_u - b_i does not wait for the dot product.
         if use_bias:
             e = (values[codes[m]] - mu - bu[u] - bi[i]) - dot
@@ -238,11 +287,11 @@ def _sgd_block(
             e = values[codes[m]] - dot
         sse += e * e
         g = lr * e
-        if m + 1 == hi:
+        if m + np.uint64(1) == end:
             row_step(P, u, Q, i, shrink, g)
             break
-        u_next = base_u + users[m + 1]
-        i_next = base_i + items[m + 1]
+        u_next = base_u + users[m + np.uint64(1)]
+        i_next = base_i + items[m + np.uint64(1)]
         if u_next != u and i_next != i:
             dot = row_step_dot(P, u, Q, i, shrink, g, u_next, i_next)
         else:
@@ -263,7 +312,7 @@ def sgd_strata_reference(
     user_start: NDArray[np.int64],
     item_start: NDArray[np.int64],
     strata: NDArray[np.int64],
-    draws: NDArray[np.uint32],
+    seed: np.uint64,
     P: NDArray[np.floating],
     Q: NDArray[np.floating],
     bu: NDArray[np.floating],
@@ -274,23 +323,38 @@ def sgd_strata_reference(
     reg_bias: float,
     use_bias: bool,
     workers: int,
+    prefetch: int,
 ) -> float:
     """Numpy twin of `sgd_strata`: the serial order (what any number of `workers` computes)
-    with the updates of `mfrec.kernels.sgd.sgd_epoch_reference`. Any row length."""
+    with the updates of `mfrec.kernels.sgd.sgd_epoch_reference`. Any row length; `prefetch`
+    changes nothing in the result."""
     width = strata.shape[1]
     sse = 0.0
-    start = 0
     for blk in strata.ravel():
         lo, hi = int(block_ptr[blk]), int(block_ptr[blk + 1])
-        shuffle_reference(users, items, codes, lo, hi, draws[start : start + hi - lo])
+        words = shuffle_words_reference(np.uint64(seed), int(blk), hi - lo)
+        shuffle_reference(users, items, codes, lo, hi, words)
         u = user_start[blk // width] + users[lo:hi].astype(np.int64)
         i = item_start[blk % width] + items[lo:hi].astype(np.int64)
         r = values[codes[lo:hi]]
         sse += sgd_epoch_reference(
             u, i, r, np.arange(hi - lo), P, Q, bu, bi, mu, lr, reg, reg_bias, use_bias
         )
-        start += hi - lo
     return sse
+
+
+def shuffle_words_reference(seed: np.uint64, blk: int, n: int) -> NDArray[np.uint64]:
+    """Numpy twin of `shuffle_words` (uint64 arithmetic wraps modulo 2^64, as in the kernel)."""
+
+    def mix(x: NDArray[np.uint64]) -> NDArray[np.uint64]:
+        x = (x ^ (x >> np.uint64(30))) * _MIX1
+        x = (x ^ (x >> np.uint64(27))) * _MIX2
+        return x ^ (x >> np.uint64(31))
+
+    with np.errstate(over="ignore"):
+        key = mix(np.array([seed + np.uint64(blk + 1) * GOLDEN], np.uint64))[0]
+        steps = np.arange(1, n + 1, dtype=np.uint64) * GOLDEN
+        return mix(key + steps) >> np.uint64(32)
 
 
 def shuffle_reference(
@@ -299,11 +363,12 @@ def shuffle_reference(
     codes: NDArray[np.unsignedinteger],
     lo: int,
     hi: int,
-    draws: NDArray[np.uint32],
+    words: NDArray[np.uint64],
 ) -> None:
-    """Numpy twin of the kernel's in-place Fisher-Yates shuffle of positions lo..hi-1."""
+    """Numpy twin of the kernel's in-place Fisher-Yates shuffle of positions lo..hi-1, with
+    ``words[m - lo]`` the 32-bit number of position m."""
     for m in range(lo, hi - 1):
-        j = m + ((int(draws[m - lo]) * (hi - m)) >> 32)
+        j = m + ((int(words[m - lo]) * (hi - m)) >> 32)
         for a in (users, items, codes):
             a[m], a[j] = a[j], a[m]
 
