@@ -373,6 +373,10 @@ def shuffle_reference(
             a[m], a[j] = a[j], a[m]
 
 
+#: Rows are copied in this many fixed chunks, spread over the threads.
+COPY_CHUNKS = 64
+
+
 @njit(cache=True)
 def copy_in(
     P: NDArray[np.floating],
@@ -387,19 +391,10 @@ def copy_in(
     biw: NDArray[np.floating],
 ) -> None:
     """Working copies from the factors: ``Pw[w, :k] = P[user_rows[w]]``, ``buw[w] =
-    bu[user_rows[w]]``, likewise for items (Pw and Qw may be wider than k).
-
-    One thread: it moves a few percent of an epoch's bytes, and a parallel region would be
-    one more place where the threads wait for each other on a busy machine."""
-    n_users = user_rows.shape[0]
-    for w in range(n_users + item_rows.shape[0]):
-        if w < n_users:
-            _copy_row(P, user_rows[w], Pw, w)
-            buw[w] = bu[user_rows[w]]
-        else:
-            x = w - n_users
-            _copy_row(Q, item_rows[x], Qw, x)
-            biw[x] = bi[item_rows[x]]
+    bu[user_rows[w]]``, likewise for items (Pw and Qw may be wider than k). On all threads:
+    on 10M ratings the copy back after every epoch took 13 ms, a tenth of a 2-thread epoch."""
+    _copy_rows(P, bu, user_rows, Pw, buw, False)
+    _copy_rows(Q, bi, item_rows, Qw, biw, False)
 
 
 @njit(cache=True)
@@ -416,21 +411,25 @@ def copy_out(
     bi: NDArray[np.floating],
 ) -> None:
     """The inverse of `copy_in`: the working rows back into the factors."""
-    n_users = user_rows.shape[0]
-    for w in range(n_users + item_rows.shape[0]):
-        if w < n_users:
-            _copy_row(Pw, w, P, user_rows[w])
-            bu[user_rows[w]] = buw[w]
-        else:
-            x = w - n_users
-            _copy_row(Qw, x, Q, item_rows[x])
-            bi[item_rows[x]] = biw[x]
+    _copy_rows(P, bu, user_rows, Pw, buw, True)
+    _copy_rows(Q, bi, item_rows, Qw, biw, True)
 
 
-@njit(cache=True)
-def _copy_row(src, r, dst, w):
-    for f in range(min(src.shape[1], dst.shape[1])):
-        dst[w, f] = src[r, f]
+@njit(cache=True, parallel=True)
+def _copy_rows(X, b, rows, Xw, bw, back):
+    """``Xw[w] = X[rows[w]]`` (or back), row by row in `COPY_CHUNKS` parallel chunks; the
+    shorter of the two row lengths is copied."""
+    n = rows.shape[0]
+    k = min(X.shape[1], Xw.shape[1])
+    for chunk in prange(COPY_CHUNKS):
+        for w in range(chunk * n // COPY_CHUNKS, (chunk + 1) * n // COPY_CHUNKS):
+            r = rows[w]
+            if back:
+                X[r, :k] = Xw[w, :k]
+                b[r] = bw[w]
+            else:
+                Xw[w, :k] = X[r, :k]
+                bw[w] = b[r]
 
 
 def copy_in_reference(P, Q, bu, bi, user_rows, item_rows, Pw, Qw, buw, biw) -> None:
