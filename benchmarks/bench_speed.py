@@ -35,7 +35,8 @@ Cases:
                 cache and cold (empty NUMBA_CACHE_DIR), against a Python script that loads
                 the file and fits Surprise's SVD.
     huge        100M synthetic ratings (1M users, 50k items) written by `mfrec data synth`,
-                trained by `mfrec train` (k=64, 2 epochs): peak RSS, load and epoch time.
+                trained by `mfrec -v train` (k=64, 2 epochs): peak RSS, load and epoch time,
+                and the RSS of each phase between two log lines (sampled every 50 ms).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -493,14 +495,16 @@ def huge(work: Path, path: Path | None, epochs: int) -> list[str]:
         "-q",
     ]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    loaded_at = None
-    for line in proc.stderr:
-        if loaded_at is None and "mfrec.load: loaded" in line:
-            loaded_at = time.perf_counter() - start
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    logged: list[tuple[float, str]] = []
+    reader = threading.Thread(target=_timestamped, args=(proc.stderr, logged, start))
+    reader.start()
+    samples = _sample_rss(proc.pid, start)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
+    reader.join()
     if status != 0:
+        sys.stderr.write("".join(text for _, text in logged))
         raise RuntimeError(f"mfrec train failed: {cmd}")
     import pandas as pd
 
@@ -508,12 +512,56 @@ def huge(work: Path, path: Path | None, epochs: int) -> list[str]:
     epoch_seconds = np.diff(h["seconds"].to_numpy())
     eval_seconds = np.diff(h["eval_seconds"].to_numpy())
     peak_gib = usage.ru_maxrss * 1024 / 2**30
+    loaded_at = next((t for t, text in logged if "mfrec.load: loaded" in text), float("nan"))
     return [
         f"100M ratings ({path.name}, {path.stat().st_size / 2**30:.1f} GiB CSV), k=64, "
         f"{epochs} epochs: peak RSS {peak_gib:.2f} GiB, start to data loaded {loaded_at:.0f} s, "
         f"setup {h['seconds'].iloc[0]:.1f} s, epoch {np.median(epoch_seconds):.1f} s (+ "
-        f"{np.median(eval_seconds):.1f} s evaluation), whole process {wall:.0f} s"
+        f"{np.median(eval_seconds):.1f} s evaluation), whole process {wall:.0f} s",
+        "  RSS per phase (each phase ends with the log line named; peak sampled every 50 ms):",
+        *_phases(samples, logged, wall),
     ]
+
+
+def _timestamped(stream, out: list[tuple[float, str]], start: float) -> None:
+    """Append (seconds since start, line) for each line of `stream` until it closes."""
+    for line in stream:
+        out.append((time.perf_counter() - start, line))
+
+
+def _sample_rss(pid: int, start: float, every: float = 0.05) -> list[tuple[float, int]]:
+    """(seconds since start, RSS bytes) of a child every `every` seconds until it exits
+    (without reaping it, so that wait4 still reports its peak)."""
+    samples = []
+    status = Path(f"/proc/{pid}/status")
+    while True:
+        try:
+            text = status.read_text()
+        except OSError:
+            break
+        rss = next((ln.split()[1] for ln in text.splitlines() if ln.startswith("VmRSS:")), None)
+        if rss is None:  # a zombie: the child has exited
+            break
+        samples.append((time.perf_counter() - start, int(rss) * 1024))
+        time.sleep(every)
+    return samples
+
+
+def _phases(samples: list[tuple[float, int]], logged: list[tuple[float, str]], wall: float):
+    """One line per log line: when it came, the RSS then and the peak since the line before."""
+    lines, since = [], 0.0
+    for at, text in [*logged, (wall, "(exit)")]:
+        now = next((rss for t, rss in reversed(samples) if t <= at), 0)
+        # A phase shorter than the sampling interval: its peak is the RSS at its end.
+        peak = max((rss for t, rss in samples if since <= t <= at), default=now)
+        # Log lines start with the date and time: keep the logger's name and the message.
+        message = text.strip().split(" ", 2)[-1] if text[:1].isdigit() else text.strip()
+        lines.append(
+            f"    {at:6.1f} s  RSS {now / 2**30:5.2f} GiB, peak {peak / 2**30:5.2f} GiB  "
+            f"{message[:90]}"
+        )
+        since = at
+    return lines
 
 
 # --- report --------------------------------------------------------------------------------

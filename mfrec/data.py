@@ -103,8 +103,8 @@ class RatingData:
 
     def compact(self) -> RatingData:
         """Drop users and items without ratings from the maps and renumber the rest."""
-        used_u = np.unique(self.users)
-        used_i = np.unique(self.items)
+        used_u = _used(self.users, self.n_users)
+        used_i = _used(self.items, self.n_items)
         if len(used_u) == self.n_users and len(used_i) == self.n_items:
             return self
         remap_u = np.full(self.n_users, -1, dtype=np.int32)
@@ -129,3 +129,14 @@ class RatingData:
         if self.timestamps is not None:
             cols["timestamp"] = self.timestamps
         return pd.DataFrame(cols)
+
+
+def _used(indices: NDArray[np.integer], n: int) -> NDArray[np.intp]:
+    """The sorted distinct values of `indices` (all in 0..n-1), as np.unique gives them.
+
+    Marking is O(n) and needs no copy of `indices` (np.unique sorts one; np.bincount casts
+    int32 to an int64 copy): at 100M ratings that is 400-800 MB saved.
+    """
+    seen = np.zeros(n, dtype=bool)
+    seen[indices] = True
+    return np.flatnonzero(seen)

@@ -16,6 +16,7 @@ import lzma
 import math
 import os
 import re
+import sys
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,9 @@ KNOWN_NAMES = {
     "timestamp": ("timestamp", "time", "ts", "t", "date", "datetime", "unixtime", "unixreviewtime"),
 }
 CHUNK_ROWS = 1 << 20
+#: Headroom on the rows a file's size suggests: lines a little shorter than the sniffed ones
+#: then need no reallocation (unused capacity is never touched, so it costs no memory).
+ROWS_MARGIN = 1.05
 SNIFF_BYTES = 1 << 16
 
 
@@ -310,6 +314,7 @@ class _TextReader:
         self.src = str(path)
         self.compression, self.member = _compression(path)
         head = self._head_bytes()
+        self.head_bytes_per_line = len(head) / max(head.count(b"\n"), 1)
         if not head.strip():
             raise DataFormatError("the file is empty", source=self.src)
         if _looks_binary(head):
@@ -436,10 +441,10 @@ class _TextReader:
     def _read(self, encoding: str, scale, duplicates: str) -> RatingData:
         umap = _GrowingMap()
         imap = _GrowingMap()
-        users, items, ratings, stamps = [], [], [], []
-        rows_done = 0
         u_pos, i_pos, r_pos = self.positions[:3]
         t_pos = self.positions[3] if len(self.positions) > 3 else None
+        columns = _Columns(self._expected_rows(), timestamps=t_pos is not None)
+        rows_done = 0
         chunks = self._chunks(encoding)
         while True:
             try:
@@ -461,23 +466,19 @@ class _TextReader:
             r = frame[r_pos].to_numpy(dtype=np.float64)
             if not np.isfinite(r).all() or (scale is not None and _outside(r, scale).any()):
                 raise self._diagnose(encoding, rows_done, "bad rating", scale)
+            stamps = None
             if t_pos is not None:
                 try:
-                    stamps.append(_parse_timestamps(frame[t_pos]))
+                    stamps = _parse_timestamps(frame[t_pos])
                 except ValueError:
                     raise self._diagnose(encoding, rows_done, "bad timestamp") from None
-            users.append(u_codes)
-            items.append(i_codes)
-            ratings.append(_narrow(r))
+            columns.append(u_codes, i_codes, _narrow(r), stamps)
             rows_done += len(frame)
         if rows_done == 0:
             what = "has a header line but no ratings" if self.header else "has no ratings"
             raise DataFormatError(f"the file {what}", source=self.src)
         data = _assemble(
-            _drain(users),
-            _drain(items),
-            _drain(ratings),
-            _drain(stamps) if stamps else None,
+            *columns.finish(),
             umap.to_idmap(),
             imap.to_idmap(),
             scale,
@@ -486,8 +487,17 @@ class _TextReader:
             self.src,
             line_of=lambda rows: self._lines_of_rows(encoding, rows),
         )
+        _release_arrow_memory()
         log.info("loaded %s", data)
         return data
+
+    def _expected_rows(self) -> int:
+        """About how many rows the file holds, from its size and the sniffed lines' length
+        (a compressed file's text size is unknown: one chunk, the columns grow from there)."""
+        if self.compression is not None:
+            return CHUNK_ROWS
+        size = self.path.stat().st_size
+        return int(size / self.head_bytes_per_line * ROWS_MARGIN) + 1024
 
     # -- slow path: name the line -------------------------------------------------------
 
@@ -727,11 +737,68 @@ def _id_strings(col: pd.Series) -> NDArray[np.object_]:
     return col.astype(str).str.strip().to_numpy(dtype=object)
 
 
-def _drain(chunks: list[NDArray]) -> NDArray:
-    """Concatenate and empty the list, so the chunks are freed before the next array is built."""
-    out = np.concatenate(chunks)
-    chunks.clear()
-    return out
+def _release_arrow_memory() -> None:
+    """Hand back the memory Arrow's pool kept for reuse after the parse.
+
+    pandas holds the ID columns as Arrow strings; the pool keeps a chunk's worth of freed
+    blocks (about 100 MB with 1M-row chunks) for the next allocation, which never comes.
+    """
+    pyarrow = sys.modules.get("pyarrow")
+    if pyarrow is not None:
+        pyarrow.default_memory_pool().release_unused()
+
+
+class _Columns:
+    """The parsed columns, written chunk by chunk into arrays that are allocated once.
+
+    Keeping the chunks and concatenating them at the end needs the final arrays twice. These
+    arrays are allocated for the expected rows up front (pages never written cost no memory),
+    grow by half when the guess was short, and are trimmed in place at the end. Ratings stay
+    float32 while every chunk is exact in float32 (`_narrow`), as concatenating would give.
+    """
+
+    def __init__(self, capacity: int, timestamps: bool):
+        self.n = 0
+        self.users = np.empty(capacity, np.int32)
+        self.items = np.empty(capacity, np.int32)
+        self.ratings = np.empty(capacity, np.float32)
+        self.stamps = np.empty(capacity, np.int64) if timestamps else None
+
+    def append(self, users, items, ratings, stamps) -> None:
+        """Add one chunk's rows."""
+        end = self.n + len(users)
+        if end > len(self.users):
+            self._reallocate(max(end, len(self.users) * 3 // 2), self.ratings.dtype)
+        if ratings.dtype == np.float64 and self.ratings.dtype == np.float32:
+            self._reallocate(len(self.users), np.float64)
+        self.users[self.n : end] = users
+        self.items[self.n : end] = items
+        self.ratings[self.n : end] = ratings
+        if self.stamps is not None:
+            self.stamps[self.n : end] = stamps
+        self.n = end
+
+    def _reallocate(self, capacity: int, ratings_dtype: type[np.floating]) -> None:
+        # One column at a time, so that at most one column exists twice.
+        for name in ("users", "items", "ratings", "stamps"):
+            old = getattr(self, name)
+            if old is None:
+                continue
+            new = np.empty(capacity, ratings_dtype if name == "ratings" else old.dtype)
+            new[: self.n] = old[: self.n]
+            setattr(self, name, new)
+
+    def finish(self) -> tuple[NDArray, NDArray, NDArray, NDArray | None]:
+        """(users, items, ratings, timestamps or None), trimmed to the rows read."""
+        out = []
+        for name in ("users", "items", "ratings", "stamps"):
+            column = getattr(self, name)
+            setattr(self, name, None)
+            if column is not None:
+                # In place (realloc shrinks without copying); nothing else refers to it.
+                column.resize(self.n, refcheck=False)
+            out.append(column)
+        return tuple(out)
 
 
 def _narrow(ratings: NDArray[np.floating]) -> NDArray[np.floating]:
@@ -747,17 +814,19 @@ def _pair_keys(users: NDArray, items: NDArray, n_items: int) -> NDArray[np.int64
     return key
 
 
-def _has_duplicates(users: NDArray, items: NDArray, n_items: int) -> bool:
-    # Sorting one int64 copy in place needs far less memory than a hash table of the pairs.
-    key = _pair_keys(users, items, n_items)
-    key.sort()
-    return bool((key[1:] == key[:-1]).any())
+def _has_duplicates(users: NDArray, items: NDArray, n_users: int, n_items: int) -> bool:
+    # Each user's items grouped by a counting sort: one int32 per rating, where sorting
+    # (user, item) keys needs an int64 per rating, or a hash table far more.
+    from mfrec.kernels.group import group_by_row, has_repeats
+
+    indptr, grouped = group_by_row(users, items, n_users)
+    return has_repeats(indptr, grouped, n_items)
 
 
 def _assemble(
     users, items, ratings, stamps, umap, imap, scale, duplicates, layout, src, line_of
 ) -> RatingData:
-    if _has_duplicates(users, items, len(imap)):
+    if _has_duplicates(users, items, len(umap), len(imap)):
         key = _pair_keys(users, items, len(imap))
         dup = pd.Series(key).duplicated(keep=False).to_numpy()
         users, items, ratings, stamps = _resolve_duplicates(

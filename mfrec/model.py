@@ -239,6 +239,7 @@ class MatrixFactorization:
         Validation ratings whose user or item is not in the training part are left out of the
         validation RMSE (the model has no factors for them).
         """
+        from mfrec.kernels.group import group_by_row
         from mfrec.trainer import train
 
         solver_cls, params = self._validated()
@@ -263,6 +264,13 @@ class MatrixFactorization:
         else:
             train_data, held_out = data, None
         trainset = _trainset(train_data, train_data.user_map, train_data.item_map, dtype)
+        logger.info(
+            "training set: %d ratings, %d users, %d items, %s",
+            len(trainset),
+            trainset.n_users,
+            trainset.n_items,
+            dtype.name,
+        )
         valset = None
         if held_out is not None:
             valset = _trainset(held_out, train_data.user_map, train_data.item_map, dtype)
@@ -292,7 +300,10 @@ class MatrixFactorization:
             patience=self.patience,
             progress=bool(self.progress),
         )
-        seen = trainset.by_user()
+        # A counting sort, not trainset.by_user(): that argsort and its grouped copies of the
+        # ratings cost gigabytes at 100M ratings, and only the item indices are kept.
+        seen_indptr, seen_indices = group_by_row(trainset.users, trainset.items, trainset.n_users)
+        logger.info("seen items indexed (%d ratings)", len(seen_indices))
         self._set_fitted(
             user_factors=result.factors.P,
             item_factors=result.factors.Q,
@@ -302,8 +313,8 @@ class MatrixFactorization:
             user_map=train_data.user_map,
             item_map=train_data.item_map,
             scale=train_data.scale,
-            seen_indptr=seen.indptr,
-            seen_indices=seen.cols,
+            seen_indptr=seen_indptr,
+            seen_indices=seen_indices,
             history=result.history,
             best_epoch=result.best_epoch,
             stop_reason=result.stop_reason,

@@ -9,12 +9,14 @@ fixed (the training mean), not learned. docs/math.md derives the gradient.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from mfrec.kernels.evaluate import squared_error_sum, weighted_sq_norm
 from mfrec.kernels.predict import pair_dots
 from mfrec.solvers.base import Factors, TrainSet
 
@@ -50,15 +52,14 @@ def rmse(factors: Factors, train: TrainSet) -> float:
     """Root mean squared error of the (unclipped) predictions on the training ratings."""
     if len(train) == 0:
         raise ValueError("rmse: no ratings")
-    e = residuals(factors, train)
-    return float(np.sqrt(np.einsum("n,n->", e, e, dtype=np.float64) / len(e)))
+    return math.sqrt(squared_error(factors, train) / len(train))
 
 
 def objective(factors: Factors, train: TrainSet, reg: float, reg_bias: float) -> float:
     """J (see the module docstring), accumulated in float64."""
     if len(train) == 0:
         raise ValueError("objective: no ratings")
-    return _objective(factors, train, residuals(factors, train), reg, reg_bias)
+    return _objective(factors, train, squared_error(factors, train), reg, reg_bias)
 
 
 def objective_and_rmse(
@@ -67,9 +68,26 @@ def objective_and_rmse(
     """J and the training RMSE from one prediction pass (the trainer's per-epoch figures)."""
     if len(train) == 0:
         raise ValueError("objective: no ratings")
-    e = residuals(factors, train)
-    sq = float(np.einsum("n,n->", e, e, dtype=np.float64))
-    return _objective(factors, train, e, reg, reg_bias), float(np.sqrt(sq / len(e)))
+    sq = squared_error(factors, train)
+    return _objective(factors, train, sq, reg, reg_bias), math.sqrt(sq / len(train))
+
+
+def squared_error(factors: Factors, train: TrainSet) -> float:
+    """Σ (r - r̂)² over the training ratings, in float64, in one pass without temporaries as
+    long as the ratings (`mfrec.kernels.evaluate`); r̂ as `predict` computes it. Runs on
+    numba's current thread count; the result does not depend on it."""
+    f = factors
+    return squared_error_sum(
+        f.P,
+        f.Q,
+        f.bu,
+        f.bi,
+        f.P.dtype.type(f.mu),
+        f.use_bias,
+        train.users,
+        train.items,
+        train.ratings,
+    )
 
 
 def objective_and_gradient(
@@ -103,21 +121,16 @@ def objective_and_gradient(
     else:
         gbu = np.zeros_like(f.bu)
         gbi = np.zeros_like(f.bi)
-    return _objective(f, train, e, reg, reg_bias), Gradient(gP, gQ, gbu, gbi)
+    sq = float(np.einsum("n,n->", e, e, dtype=np.float64))
+    return _objective(f, train, sq, reg, reg_bias), Gradient(gP, gQ, gbu, gbi)
 
 
-def _objective(
-    f: Factors, train: TrainSet, e: NDArray[np.floating], reg: float, reg_bias: float
-) -> float:
-    # einsum rather than BLAS dot products: no thread start-up on these short vectors.
-    def weighted_sq(counts: NDArray, X: NDArray) -> float:
-        """Σ_rows counts[row]·|X[row]|²."""
-        rows = np.einsum("nk,nk->n", X, X, dtype=np.float64)
-        return float(np.einsum("n,n->", counts.astype(np.float64), rows))
-
+def _objective(f: Factors, train: TrainSet, sq: float, reg: float, reg_bias: float) -> float:
+    """J from the sum of squared errors `sq`: adds the penalties, weighted by ratings per row."""
     n_u, n_i = train.counts()
-    total = float(np.einsum("n,n->", e, e, dtype=np.float64))
-    total += reg * (weighted_sq(n_u, f.P) + weighted_sq(n_i, f.Q))
+    total = sq + reg * (weighted_sq_norm(f.P, n_u) + weighted_sq_norm(f.Q, n_i))
     if f.use_bias:
-        total += reg_bias * (weighted_sq(n_u, f.bu[:, None]) + weighted_sq(n_i, f.bi[:, None]))
-    return total / len(e)
+        total += reg_bias * (
+            weighted_sq_norm(f.bu.reshape(-1, 1), n_u) + weighted_sq_norm(f.bi.reshape(-1, 1), n_i)
+        )
+    return total / len(train)

@@ -29,6 +29,7 @@ import pandas as pd
 
 from mfrec import objective
 from mfrec.errors import DivergenceError, ParameterError
+from mfrec.kernels.threads import numba_threads, resolve_threads
 from mfrec.progress import ProgressBar
 from mfrec.solvers.base import (
     DEFAULT_FACTORS,
@@ -132,6 +133,10 @@ def train(
     n_epochs = solver_cls.default_epochs if epochs is None else int(epochs)
     rng = np.random.default_rng(seed)
     mu = float(np.mean(train.ratings, dtype=np.float64)) if use_bias else 0.0
+    # Every evaluation needs the ratings per row. Counting them (np.bincount copies the int32
+    # indices to int64: 800 MB at 100M ratings) is cheapest now, before the factors and the
+    # solver's data exist; the result is cached.
+    train.counts()
     start = time.perf_counter()
     state = Factors.initial(
         train.n_users,
@@ -143,9 +148,11 @@ def train(
         dtype=train.ratings.dtype.type,
         rng=rng,
     )
+    logger.info("starting factors drawn (%d x %d and %d x %d)", *state.P.shape, *state.Q.shape)
     algo = solver_cls(state, train, params, rng)
     loop = _Loop(algo, train, validation, params, patience)
     loop.solver_seconds = time.perf_counter() - start
+    logger.info("%s set up in %.3f s", solver_cls.name, loop.solver_seconds)
     loop.record(0, updates=0)
 
     stop_reason = STOP_EPOCHS
@@ -209,7 +216,9 @@ class _Loop:
         f = self.algo.factors
         t = self.train
         # Diverged factors overflow here; _check_divergence reports that, numpy need not.
-        with np.errstate(over="ignore", invalid="ignore"):
+        # The evaluation kernels give the same figures whatever the thread count.
+        kernel_threads = numba_threads(resolve_threads(self.params.threads))
+        with np.errstate(over="ignore", invalid="ignore"), kernel_threads:
             J, train_rmse = objective.objective_and_rmse(
                 f, t, self.params.reg, self.params.reg_bias
             )

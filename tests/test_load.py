@@ -452,3 +452,85 @@ def test_quoted_ids_with_spaces_in_a_whitespace_file(tmp_path):
 def test_two_columns_are_named_as_too_few(tmp_path):
     path = write(tmp_path, "user,item\n1,2\n3,4\n")
     assert error_of(path) == "FILE: found 2 column(s); need at least user, item and rating"
+
+
+# -- columns written in place as chunks arrive -----------------------------------------------
+
+
+def numbered_lines(n: int) -> list[str]:
+    return [f"u{k % 97},i{k},{1 + k % 9 / 2},{1000 + k}" for k in range(n)]
+
+
+def expected_columns(n: int):
+    users = [f"u{k % 97}" for k in range(n)]
+    items = [f"i{k}" for k in range(n)]
+    return users, items, [1 + k % 9 / 2 for k in range(n)], [1000 + k for k in range(n)]
+
+
+def columns_of(data):
+    frame = data.to_frame()
+    return (
+        frame.user.tolist(),
+        frame.item.tolist(),
+        frame.rating.astype(float).tolist(),
+        frame.timestamp.tolist(),
+    )
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_more_rows_than_expected_grow_the_columns(tmp_path, monkeypatch, compressed):
+    monkeypatch.setattr("mfrec.load.CHUNK_ROWS", 100)
+    monkeypatch.setattr("mfrec.load.ROWS_MARGIN", 0.0)  # expect only 1024 rows
+    raw = ("\n".join(numbered_lines(3000)) + "\n").encode()
+    path = write(tmp_path, gzip.compress(raw) if compressed else raw)
+    data = load_ratings(path)
+    assert columns_of(data) == expected_columns(3000)
+    assert data.ratings.dtype == np.float32
+
+
+def test_a_chunk_needing_float64_widens_the_ratings_read_before(tmp_path, monkeypatch):
+    monkeypatch.setattr("mfrec.load.CHUNK_ROWS", 100)
+    lines = numbered_lines(350)
+    lines[260] = f"u{260 % 97},i260,0.1,1260"
+    data = load_ratings(write(tmp_path, "\n".join(lines) + "\n"))
+    users, items, ratings, stamps = expected_columns(350)
+    ratings[260] = 0.1
+    assert data.ratings.dtype == np.float64
+    assert columns_of(data) == (users, items, ratings, stamps)
+
+
+def test_the_size_of_a_plain_file_gives_the_rows_it_holds(tmp_path):
+    from mfrec.load import ROWS_MARGIN, _TextReader
+
+    lines = [f"{k:06d},{k % 1000:04d},{1 + k % 5}" for k in range(50_000)]
+    reader = _TextReader(write(tmp_path, "\n".join(lines) + "\n"), None, None, None, None)
+    # Enough room for every row (no reallocation), and not much more.
+    assert 50_000 <= reader._expected_rows() <= 50_000 * ROWS_MARGIN + 1024
+
+
+def test_columns_take_chunks_without_reallocating_while_they_fit():
+    from mfrec.load import _Columns
+
+    columns = _Columns(10, timestamps=False)
+    start = columns.users.ctypes.data
+    for k in range(2):
+        chunk = np.arange(4 * k, 4 * k + 4)
+        columns.append(chunk, chunk + 100, chunk.astype(np.float32), None)
+    assert columns.users.ctypes.data == start
+    users, items, ratings, stamps = columns.finish()
+    assert users.tolist() == list(range(8)) and items.tolist() == list(range(100, 108))
+    assert ratings.dtype == np.float32 and ratings.tolist() == list(range(8))
+    assert stamps is None
+
+
+def test_arrow_memory_kept_for_reuse_is_handed_back_after_the_parse(tmp_path, monkeypatch):
+    pyarrow = pytest.importorskip("pyarrow")
+    released = []
+
+    class Pool:
+        def release_unused(self):
+            released.append(True)
+
+    monkeypatch.setattr(pyarrow, "default_memory_pool", Pool)
+    load_ratings(write(tmp_path, "a,x,1\nb,y,2\n"))
+    assert released == [True]

@@ -1,9 +1,18 @@
-"""The objective J, predictions and train RMSE on hand-computed cases; TrainSet grouping."""
+"""The objective J, predictions and train RMSE on hand-computed cases; TrainSet grouping; the
+fused evaluation kernels against their twins and the former formula."""
 
 import numpy as np
 import pytest
 
 from mfrec import objective
+from mfrec.kernels.evaluate import (
+    CHUNK,
+    squared_error_sum,
+    squared_error_sum_reference,
+    weighted_sq_norm,
+    weighted_sq_norm_reference,
+)
+from mfrec.kernels.threads import numba_threads, resolve_threads
 from mfrec.solvers.base import Factors, TrainSet
 
 
@@ -134,3 +143,103 @@ def test_objective_and_rmse_match_the_separate_functions():
     J, r = objective.objective_and_rmse(f, train, 0.1, 0.05)
     assert J == pytest.approx(objective.objective(f, train, 0.1, 0.05), rel=1e-12)
     assert r == pytest.approx(objective.rmse(f, train), rel=1e-12)
+
+
+# -- the fused evaluation (mfrec.kernels.evaluate) -------------------------------------------
+
+
+def random_problem(dtype, use_bias=True, n=3 * CHUNK + 123, seed=0):
+    """More ratings than three evaluation chunks, over 500 users and 300 items, k=9."""
+    rng = np.random.default_rng(seed)
+    train = TrainSet(
+        rng.integers(0, 500, n).astype(np.int32),
+        rng.integers(0, 300, n).astype(np.int32),
+        rng.integers(1, 11, n).astype(dtype) / 2,
+        500,
+        300,
+    )
+    f = Factors.initial(500, 300, 9, mu=3.1, use_bias=use_bias, init_std=0.3, dtype=dtype, rng=rng)
+    if use_bias:
+        f.bu[:] = rng.normal(0, 0.2, 500)
+        f.bi[:] = rng.normal(0, 0.2, 300)
+    return f, train
+
+
+def kernel_args(f, train):
+    return (
+        f.P,
+        f.Q,
+        f.bu,
+        f.bi,
+        f.P.dtype.type(f.mu),
+        f.use_bias,
+        train.users,
+        train.items,
+        train.ratings,
+    )
+
+
+def former_objective_and_rmse(f, train, reg, reg_bias):
+    """J and RMSE as computed before the fused kernels: from the array of residuals."""
+    e = objective.residuals(f, train)
+    sq = float(np.einsum("n,n->", e, e, dtype=np.float64))
+    n_u, n_i = (c.astype(np.float64) for c in train.counts())
+
+    def weighted(counts, X):
+        return float(counts @ np.einsum("nk,nk->n", X, X, dtype=np.float64))
+
+    total = sq + reg * (weighted(n_u, f.P) + weighted(n_i, f.Q))
+    if f.use_bias:
+        total += reg_bias * (weighted(n_u, f.bu[:, None]) + weighted(n_i, f.bi[:, None]))
+    return total / len(e), float(np.sqrt(sq / len(e)))
+
+
+FUSED_RTOL = {np.float32: 1e-7, np.float64: 1e-12}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_squared_error_kernel_matches_its_twin(dtype, use_bias):
+    f, train = random_problem(dtype, use_bias)
+    args = kernel_args(f, train)
+    assert squared_error_sum(*args) == pytest.approx(
+        squared_error_sum_reference(*args), rel=FUSED_RTOL[dtype]
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weighted_norm_kernel_matches_its_twin(dtype):
+    f, train = random_problem(dtype)
+    n_u, n_i = train.counts()
+    for X, w in ((f.P, n_u), (f.Q, n_i), (f.bu.reshape(-1, 1), n_u)):
+        assert weighted_sq_norm(X, w) == pytest.approx(
+            weighted_sq_norm_reference(X, w), rel=FUSED_RTOL[dtype]
+        )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_objective_and_rmse_equal_the_former_formula(dtype, use_bias):
+    f, train = random_problem(dtype, use_bias)
+    J, rmse = objective.objective_and_rmse(f, train, 0.1, 0.05)
+    J_before, rmse_before = former_objective_and_rmse(f, train, 0.1, 0.05)
+    assert J == pytest.approx(J_before, rel=FUSED_RTOL[dtype])
+    assert rmse == pytest.approx(rmse_before, rel=FUSED_RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_evaluation_is_bit_identical_whatever_the_thread_count(dtype):
+    f, train = random_problem(dtype)
+    figures = []
+    for threads in (1, resolve_threads(None)):
+        with numba_threads(threads):
+            figures.append(
+                (objective.objective_and_rmse(f, train, 0.1, 0.05), objective.rmse(f, train))
+            )
+    assert figures[0] == figures[1]
+
+
+def test_evaluation_kernels_on_empty_input():
+    f, train = random_problem(np.float64, n=0)
+    assert squared_error_sum(*kernel_args(f, train)) == 0.0
+    assert weighted_sq_norm(np.zeros((0, 3)), np.zeros(0, np.int64)) == 0.0
