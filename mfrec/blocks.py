@@ -26,6 +26,8 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from mfrec.kernels.group import row_counts
+
 #: Blocks per sub-epoch at least, so that this many threads can work at once. It does not
 #: depend on the machine: the grid, and so the result, is the same whatever the thread count.
 PARALLEL_BLOCKS = 8
@@ -107,8 +109,8 @@ def build_grid(
     Within a block the ratings keep their input order; the kernel reshuffles them every epoch.
     Memory: the compact copy of the ratings and O(rows + distinct rating values) besides.
     """
-    user_rows, user_start = _groups(np.bincount(users, minlength=n_users), n_blocks, rng)
-    item_rows, item_start = _groups(np.bincount(items, minlength=n_items), n_blocks, rng)
+    user_rows, user_start = _groups(row_counts(users, n_users), n_blocks, rng)
+    item_rows, item_start = _groups(row_counts(items, n_items), n_blocks, rng)
     values = _distinct(ratings)
     n = len(ratings)
     out_users = np.empty(n, _narrowest(np.diff(user_start).max(initial=1)))

@@ -14,7 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import mfrec.solvers.base as solver_base
 from mfrec import objective
+from mfrec.blocks import build_grid
 from mfrec.data import RatingData
 from mfrec.idmap import IdMap
 from mfrec.kernels.group import (
@@ -22,6 +24,7 @@ from mfrec.kernels.group import (
     group_by_row_reference,
     has_repeats,
     has_repeats_reference,
+    row_counts,
 )
 from mfrec.load import _has_duplicates
 from mfrec.model import MatrixFactorization
@@ -93,6 +96,65 @@ def test_group_by_row_allocates_only_its_output():
     output_and_fill_pointers = 4 * N + 2 * 8 * (N_USERS + 1)
     # Before: an int64 argsort order (8 bytes a rating), then the grouped copies.
     assert traced_peak(group_by_row, users, items, N_USERS) < output_and_fill_pointers + 4096
+
+
+def test_row_counts_match_bincount_without_copying_the_rows():
+    users, _, _ = ratings()
+    np.testing.assert_array_equal(
+        row_counts(users, N_USERS + 7), np.bincount(users, minlength=N_USERS + 7)
+    )
+    # np.bincount first copies int32 rows to int64 (8 bytes a rating).
+    assert traced_peak(row_counts, users, N_USERS) < 8 * N_USERS + 4096
+
+
+def test_trainset_counts_and_the_sgd_grid_count_without_copying_the_ratings():
+    users, items, values = ratings()
+
+    def counts():
+        return TrainSet(users, items, values, N_USERS, N_ITEMS).counts()
+
+    assert traced_peak(counts) < 8 * (N_USERS + N_ITEMS) + 8192
+    rng = np.random.default_rng(0)
+    grid_bytes = traced_peak(build_grid, users, items, values, N_USERS, N_ITEMS, 4, rng)
+    # The compact copy (uint16 + uint16 + uint8 a rating) and O(rows) besides.
+    assert grid_bytes < 5 * N + 64 * (N_USERS + N_ITEMS) + 65536
+
+
+def test_starting_factors_are_drawn_in_chunks_with_the_same_numbers(monkeypatch):
+    monkeypatch.setattr(solver_base, "INIT_CHUNK_ROWS", 7)
+    start = Factors.initial(
+        50,
+        30,
+        4,
+        mu=3.0,
+        use_bias=True,
+        init_std=0.1,
+        dtype=np.float32,
+        rng=np.random.default_rng(1),
+    )
+    rng = np.random.default_rng(1)
+    np.testing.assert_array_equal(start.P, rng.normal(0, 0.1, (50, 4)).astype(np.float32))
+    np.testing.assert_array_equal(start.Q, rng.normal(0, 0.1, (30, 4)).astype(np.float32))
+
+
+def test_starting_factors_need_no_float64_copy_of_p():
+    def draw():
+        return Factors.initial(
+            200_000,
+            10,
+            16,
+            mu=3.0,
+            use_bias=True,
+            init_std=0.1,
+            dtype=np.float32,
+            rng=np.random.default_rng(1),
+        )
+
+    p_bytes = 200_000 * 16 * 4
+    # Before: a float64 P (twice p_bytes) and then its float32 copy.
+    assert (
+        traced_peak(draw) < p_bytes + 8 * 16 * solver_base.INIT_CHUNK_ROWS + 2 * 200_000 * 4 + 65536
+    )
 
 
 def test_duplicate_check_needs_one_int32_per_rating():

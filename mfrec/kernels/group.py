@@ -22,11 +22,24 @@ def group_by_row(
     return indptr, grouped
 
 
+def row_counts(rows: NDArray[np.integer], n_rows: int) -> NDArray[np.int64]:
+    """Entries per row, ``np.bincount(rows, minlength=n_rows)`` without the int64 copy of
+    `rows` that np.bincount makes first (763 MB at 100M int32 rows)."""
+    counts = np.zeros(n_rows, dtype=np.int64)
+    _count(rows, counts)
+    return counts
+
+
+@njit(cache=True)
+def _count(rows, counts):
+    for n in range(rows.shape[0]):
+        counts[rows[n]] += 1
+
+
 @njit(cache=True)
 def _scatter(rows, cols, indptr, grouped):
     # Counted here rather than by np.bincount, which first copies int32 rows to int64.
-    for n in range(rows.shape[0]):
-        indptr[rows[n] + 1] += 1
+    _count(rows, indptr[1:])
     for r in range(indptr.shape[0] - 1):
         indptr[r + 1] += indptr[r]
     fill = indptr[:-1].copy()

@@ -10,6 +10,8 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from mfrec.kernels.group import row_counts
+
 # Defaults the estimator uses for every solver. Chosen on the MovieLens 100k splits u1..u5
 # (base files for training, test files for scoring; see docs/math.md and
 # benchmarks/tune_defaults.py): the regularisation has to suit the solvers that really
@@ -22,6 +24,22 @@ DEFAULT_INIT_STD = 0.05
 #: to about a tenth of it by epoch 20) beat a constant 0.02 on MovieLens 100k and on 10M
 #: synthetic ratings alike, where the constant step was still far from converged at 10 epochs.
 DEFAULT_DECAY = 0.4
+
+
+#: Rows of starting factors drawn (in float64) at a time.
+INIT_CHUNK_ROWS = 1 << 16
+
+
+def _normal_rows(
+    rng: np.random.Generator, std: float, n_rows: int, k: int, dtype: type[np.floating]
+) -> NDArray[np.floating]:
+    """``rng.normal(0, std, (n_rows, k)).astype(dtype)``, the same numbers, drawn in chunks of
+    rows so that no float64 copy of the whole matrix exists (732 MB for 1M users, k = 64)."""
+    out = np.empty((n_rows, k), dtype=dtype)
+    for start in range(0, n_rows, INIT_CHUNK_ROWS):
+        stop = min(start + INIT_CHUNK_ROWS, n_rows)
+        out[start:stop] = rng.normal(0.0, std, size=(stop - start, k))
+    return out
 
 
 @dataclass
@@ -56,8 +74,8 @@ class Factors:
         P is drawn before Q from the same generator, so one seed gives every solver the same
         start (what `compare` relies on). mu is the mean training rating (0 without biases).
         """
-        P = rng.normal(0.0, init_std, size=(n_users, factors)).astype(dtype)
-        Q = rng.normal(0.0, init_std, size=(n_items, factors)).astype(dtype)
+        P = _normal_rows(rng, init_std, n_users, factors, dtype)
+        Q = _normal_rows(rng, init_std, n_items, factors, dtype)
         return cls(
             P,
             Q,
@@ -111,8 +129,8 @@ class TrainSet:
         copies of the ratings, which cost gigabytes at 100M ratings."""
         if "counts" not in self._cache:
             self._cache["counts"] = (
-                np.bincount(self.users, minlength=self.n_users),
-                np.bincount(self.items, minlength=self.n_items),
+                row_counts(self.users, self.n_users),
+                row_counts(self.items, self.n_items),
             )
         return self._cache["counts"]
 
