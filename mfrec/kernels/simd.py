@@ -228,3 +228,135 @@ def prefetch_row(typingctx, X, x):
         return context.get_dummy_value()
 
     return types.none(X, x), codegen
+
+
+#: Vectors `gather_axpy` and `scatter_axpy` carry through a run of rows at once: independent
+#: accumulators, so that the additions of one run do not wait for each other.
+RUN_VECTORS = 4
+
+
+def _widen(builder, value, ty: types.Type):
+    """An integer value of numba type `ty` as a 64-bit one (other values unchanged)."""
+    if isinstance(ty, types.Integer) and value.type.width < 64:
+        return builder.sext(value, _I64) if ty.signed else builder.zext(value, _I64)
+    return value
+
+
+def _load_item(context, builder, aryty, ary, m):
+    """ary[m] for a 1-D array (integers widened to 64 bits)."""
+    arr = context.make_array(aryty)(context, builder, ary)
+    value = builder.load(cgutils.get_item_pointer(context, builder, aryty, arr, [m]))
+    return _widen(builder, value, aryty.dtype)
+
+
+def _run_loop(m: _Rows, body):
+    """Cut a row into groups of `RUN_VECTORS` vectors, then single vectors, then single elements
+    (a length not a multiple of `lanes`), and emit `body(offsets, scalar)` for each group; the
+    body loops over the run itself, so each group is visited once per run."""
+    b = m.builder
+    width = m.vty.count
+    group = ir.Constant(_I64, RUN_VECTORS * width)
+    grouped = b.mul(b.udiv(m.k, group), group)
+    vectors = b.mul(b.udiv(m.k, ir.Constant(_I64, width)), ir.Constant(_I64, width))
+    with cgutils.for_range_slice(b, ir.Constant(_I64, 0), grouped, group) as (start, _):
+        body([b.add(start, ir.Constant(_I64, v * width)) for v in range(RUN_VECTORS)], False)
+    with cgutils.for_range_slice(b, grouped, vectors, ir.Constant(_I64, width)) as (start, _):
+        body([start], False)
+    with cgutils.for_range_slice(b, vectors, m.k, ir.Constant(_I64, 1)) as (start, _):
+        body([start], True)
+
+
+def _check_run(X, Y, index, cols, weights, base, lo, hi):
+    return (
+        _check_pair(X, Y)
+        and all(isinstance(n, types.Integer) for n in (index, base, lo, hi))
+        and isinstance(cols, types.Array)
+        and cols.ndim == 1
+        and isinstance(cols.dtype, types.Integer)
+        and isinstance(weights, types.Array)
+        and weights.ndim == 1
+        and weights.dtype == X.dtype
+    )
+
+
+@intrinsic
+def gather_axpy(typingctx, Y, y, X, cols, base, weights, lo, hi):
+    """Y[y] += Σ_{m=lo}^{hi-1} weights[m]·X[base + cols[m]] (bgd's sums over one user's run of
+    ratings), Y[y] held in registers meanwhile. Every element adds its terms one at a time in
+    the order of m (a fused multiply-add in whole vectors, a multiply and an add in the tail),
+    so the result does not depend on how many vectors are carried together. Y[y] must not be
+    one of the X rows."""
+    if not _check_run(X, Y, y, cols, weights, base, lo, hi):
+        return None
+
+    def codegen(context, builder, sig, args):
+        Yt, _, Xt, Ct, Bt, Wt, Lt, Ht = sig.args
+        Yv, yv, Xv, Cv, basev, Wv, lov, hiv = args
+        basev, lov, hiv = (_widen(builder, v, t) for v, t in ((basev, Bt), (lov, Lt), (hiv, Ht)))
+        my = _Rows(context, builder, Yt, Yv)
+        mx = _Rows(context, builder, Xt, Xv)
+        b = builder
+        target = my.row(yv)
+
+        def body(offsets, scalar):
+            if scalar:
+                accs = [cgutils.alloca_once_value(b, b.load(b.gep(target, [offsets[0]])))]
+            else:
+                accs = [cgutils.alloca_once_value(b, my.load(target, o)) for o in offsets]
+            with cgutils.for_range_slice(b, lov, hiv, ir.Constant(_I64, 1)) as (m, _):
+                row = mx.row(b.add(basev, _load_item(context, b, Ct, Cv, m)))
+                w = _load_item(context, b, Wt, Wv, m)
+                for acc, o in zip(accs, offsets, strict=True):
+                    if scalar:
+                        term = b.fmul(w, b.load(b.gep(row, [o])))
+                        b.store(b.fadd(b.load(acc), term), acc)
+                    else:
+                        b.store(_fma(b, my.splat(w), mx.load(row, o), b.load(acc)), acc)
+            for acc, o in zip(accs, offsets, strict=True):
+                if scalar:
+                    b.store(b.load(acc), b.gep(target, [o]))
+                else:
+                    my.store(b.load(acc), target, o)
+
+        _run_loop(my, body)
+        return context.get_dummy_value()
+
+    return types.none(Y, y, X, cols, base, weights, lo, hi), codegen
+
+
+@intrinsic
+def scatter_axpy(typingctx, Y, cols, base, X, x, weights, lo, hi):
+    """Y[base + cols[m]] += weights[m]·X[x] for m = lo..hi-1 in that order (bgd's item sums
+    over one user's run of ratings; a column may repeat), X[x] read once per group of vectors.
+    Arithmetic as in `gather_axpy`. X[x] must not be one of the Y rows."""
+    if not _check_run(X, Y, x, cols, weights, base, lo, hi):
+        return None
+
+    def codegen(context, builder, sig, args):
+        Yt, Ct, Bt, Xt, _, Wt, Lt, Ht = sig.args
+        Yv, Cv, basev, Xv, xv, Wv, lov, hiv = args
+        basev, lov, hiv = (_widen(builder, v, t) for v, t in ((basev, Bt), (lov, Lt), (hiv, Ht)))
+        my = _Rows(context, builder, Yt, Yv)
+        mx = _Rows(context, builder, Xt, Xv)
+        b = builder
+        source = mx.row(xv)
+
+        def body(offsets, scalar):
+            if scalar:
+                xs = [b.load(b.gep(source, [offsets[0]]))]
+            else:
+                xs = [mx.load(source, o) for o in offsets]
+            with cgutils.for_range_slice(b, lov, hiv, ir.Constant(_I64, 1)) as (m, _):
+                row = my.row(b.add(basev, _load_item(context, b, Ct, Cv, m)))
+                w = _load_item(context, b, Wt, Wv, m)
+                for value, o in zip(xs, offsets, strict=True):
+                    if scalar:
+                        cell = b.gep(row, [o])
+                        b.store(b.fadd(b.load(cell), b.fmul(w, value)), cell)
+                    else:
+                        my.store(_fma(b, my.splat(w), value, my.load(row, o)), row, o)
+
+        _run_loop(my, body)
+        return context.get_dummy_value()
+
+    return types.none(Y, cols, base, X, x, weights, lo, hi), codegen
