@@ -11,7 +11,9 @@ imports. Every tool gets the same files, the same k, the same number of epochs; 
 Surprise run with their own defaults otherwise, LIBMF with ``mf-train -s THREADS -k K -t EPOCHS``
 (its defaults: L2 0.1, learning rate 0.1). The tools run one after the other, round after
 round; each figure is the median over the rounds, and each ratio the median of the per-round
-ratios, so a busy machine slows both sides of a ratio alike.
+ratios, so a busy machine slows both sides of a ratio alike. In the side-by-side cases every
+tool runs ``--best-of`` times per round (default 3) and its fastest run counts: the least
+disturbed run estimates a tool's own cost, and all tools get the same treatment.
 
 Measures:
     ratings/s   training throughput: ratings x epochs / training seconds. For mfrec the
@@ -253,11 +255,14 @@ class Libmf:
     def model_file(self, split: Split) -> Path:
         return self.work / (split.name.replace(" ", "_") + ".libmf-model")
 
-    def run(self, split: Split, k: int, epochs: int, threads: int):
-        """(ratings/s from the marginal epoch cost, fit seconds of -t epochs, test RMSE)."""
-        first = self.train(split, k, 1, threads)
-        longer = self.train(split, k, epochs + 1, threads)
-        fit_seconds = self.train(split, k, epochs, threads)
+    def run(self, split: Split, k: int, epochs: int, threads: int, best_of: int = 1):
+        """(ratings/s from the marginal epoch cost, fit seconds of -t epochs, test RMSE).
+
+        With `best_of` > 1 each of the three runs is repeated and its fastest wall time kept
+        (the difference of two single walls of ~0.2 s is mostly noise on a busy machine)."""
+        first = min(self.train(split, k, 1, threads) for _ in range(best_of))
+        longer = min(self.train(split, k, epochs + 1, threads) for _ in range(best_of))
+        fit_seconds = min(self.train(split, k, epochs, threads) for _ in range(best_of))
         per_epoch = max(longer - first, 1e-9) / epochs
         out = self.work / "libmf-predictions.txt"
         subprocess.run(
@@ -290,8 +295,10 @@ def compare(
     repeats: int,
     libmf: Libmf | None,
     surprise: bool,
+    best_of: int = 1,
 ) -> list[Result]:
-    """mfrec and the available peers on one split, `repeats` interleaved rounds."""
+    """mfrec and the available peers on one split, `repeats` interleaved rounds; in each
+    round every tool runs `best_of` times and its fastest run counts (for all tools alike)."""
     results = {"mfrec sgd": Result(case, "mfrec sgd", threads)}
     if libmf is not None:
         results["LIBMF"] = Result(case, "LIBMF", threads)
@@ -300,11 +307,13 @@ def compare(
     for rnd in range(repeats):
         for name, res in results.items():
             if name == "mfrec sgd":
-                per_s, fit_s, err, _ = run_mfrec(split, k, epochs, threads, seed=rnd)
+                tries = [run_mfrec(split, k, epochs, threads, seed=rnd) for _ in range(best_of)]
+                per_s, fit_s, err, _ = max(tries, key=lambda t: t[0])
             elif name == "LIBMF":
-                per_s, fit_s, err = libmf.run(split, k, epochs, threads)
+                per_s, fit_s, err = libmf.run(split, k, epochs, threads, best_of)
             else:
-                per_s, fit_s, err = run_surprise(split, k, epochs, seed=rnd)
+                tries = [run_surprise(split, k, epochs, seed=rnd) for _ in range(best_of)]
+                per_s, fit_s, err = max(tries, key=lambda t: t[0])
             res.per_second.append(per_s)
             res.fit_seconds.append(fit_s)
             if rnd == 0:
@@ -595,6 +604,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--libmf", type=Path, default=None, help="path of LIBMF's mf-train")
     parser.add_argument("--no-surprise", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--best-of", type=int, default=3, help="runs per tool and round; the fastest counts"
+    )
     parser.add_argument("--data", type=Path, default=DATA, help="MovieLens 100k folder")
     parser.add_argument("--work", type=Path, default=None, help="folder for generated files")
     parser.add_argument("--huge-file", type=Path, default=None, help="an existing 100M CSV")
@@ -627,7 +639,7 @@ def main(argv: list[str] | None = None) -> None:
             libmf_files(big, work)
     if "ml100k" in cases:
         results += compare(
-            "ml-100k u1, k=100, 20 ep", ml, 100, 20, 1, args.repeats, libmf, surprise
+            "ml-100k u1, k=100, 20 ep", ml, 100, 20, 1, args.repeats, libmf, surprise, args.best_of
         )
     if "accuracy" in cases:
         notes += accuracy(args.data, libmf, work)
