@@ -360,3 +360,68 @@ def scatter_axpy(typingctx, Y, cols, base, X, x, weights, lo, hi):
         return context.get_dummy_value()
 
     return types.none(Y, cols, base, X, x, weights, lo, hi), codegen
+
+
+@intrinsic
+def row_scale(typingctx, Y, y, a, X, x):
+    """Y[y] <- a·X[x] (the start of a sum that `gather_axpy` then adds to)."""
+    if not (
+        _check_pair(X, Y)
+        and a == X.dtype
+        and isinstance(x, types.Integer)
+        and isinstance(y, types.Integer)
+    ):
+        return None
+
+    def codegen(context, builder, sig, args):
+        Yv, yv, av, Xv, xv = args
+        my = _Rows(context, builder, sig.args[0], Yv)
+        mx = _Rows(context, builder, sig.args[3], Xv)
+        b = builder
+        target, source = my.row(yv), mx.row(xv)
+        avec = my.splat(av)
+
+        def body(offsets, scalar):
+            for o in offsets:
+                if scalar:
+                    b.store(b.fmul(av, b.load(b.gep(source, [o]))), b.gep(target, [o]))
+                else:
+                    my.store(b.fmul(avec, mx.load(source, o)), target, o)
+
+        _run_loop(my, body)
+        return context.get_dummy_value()
+
+    return types.none(Y, y, a, X, x), codegen
+
+
+@intrinsic
+def row_axpy(typingctx, Y, y, a, X, x):
+    """Y[y] += a·X[x], element by element as `gather_axpy` adds one term (a fused multiply-add
+    in whole vectors, a multiply and an add in the tail), so a sum built by calls in the order
+    of its terms has the same bits as `gather_axpy`'s. Y[y] must not be X[x]."""
+    if not (
+        _check_pair(X, Y)
+        and a == X.dtype
+        and isinstance(x, types.Integer)
+        and isinstance(y, types.Integer)
+    ):
+        return None
+
+    def codegen(context, builder, sig, args):
+        Yv, yv, av, Xv, xv = args
+        my = _Rows(context, builder, sig.args[0], Yv)
+        mx = _Rows(context, builder, sig.args[3], Xv)
+        b = builder
+        target, source = my.row(yv), mx.row(xv)
+        width = my.vty.count
+        avec = my.splat(av)
+        vectors = b.mul(b.udiv(my.k, ir.Constant(_I64, width)), ir.Constant(_I64, width))
+        zero, step = ir.Constant(_I64, 0), ir.Constant(_I64, width)
+        with cgutils.for_range_slice(b, zero, vectors, step) as (o, _):
+            my.store(_fma(b, avec, mx.load(source, o), my.load(target, o)), target, o)
+        with cgutils.for_range_slice(b, vectors, my.k, ir.Constant(_I64, 1)) as (o, _):
+            cell = b.gep(target, [o])
+            b.store(b.fadd(b.load(cell), b.fmul(av, b.load(b.gep(source, [o])))), cell)
+        return context.get_dummy_value()
+
+    return types.none(Y, y, a, X, x), codegen

@@ -6,6 +6,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mfrec.kernels.minibatch import minibatch_epoch
+from mfrec.kernels.threads import numba_threads, resolve_threads
 from mfrec.optimizers import OptimizerState, epoch_lr
 from mfrec.solvers.base import Factors, Solver, SolverParams, TrainSet
 
@@ -31,25 +32,27 @@ class GradientSolver(Solver):
         return epoch_lr(self.lr, self.optimizer, self.params.decay, epoch)
 
     def _minibatch_epoch(self, order: NDArray[np.integer], batch_size: int, epoch: int) -> float:
-        """Run the mini-batch kernel over `order`; returns the squared errors seen."""
+        """Run the mini-batch kernel over `order` on `params.threads` threads; returns the
+        squared errors seen."""
         f, t, p = self.factors, self.train, self.params
         cast = f.P.dtype.type
-        return minibatch_epoch(
-            t.users,
-            t.items,
-            t.ratings,
-            order,
-            batch_size,
-            f.P,
-            f.Q,
-            f.bu,
-            f.bi,
-            cast(f.mu),
-            cast(p.reg),
-            cast(p.reg_bias),
-            f.use_bias,
-            self.opt.code,
-            self.opt.hyper(self.epoch_lr(epoch), p, f.P.dtype),
-            self.opt.state,
-            self.opt.steps,
-        )
+        with numba_threads(resolve_threads(p.threads)):
+            return minibatch_epoch(
+                t.users,
+                t.items,
+                t.ratings,
+                order,
+                batch_size,
+                f.P,
+                f.Q,
+                f.bu,
+                f.bi,
+                cast(f.mu),
+                cast(p.reg),
+                cast(p.reg_bias),
+                f.use_bias,
+                self.opt.code,
+                self.opt.hyper(self.epoch_lr(epoch), p, f.P.dtype),
+                self.opt.state,
+                self.opt.steps,
+            )
