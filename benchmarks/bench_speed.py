@@ -257,6 +257,17 @@ class Libmf:
     def model_file(self, split: Split) -> Path:
         return self.work / (split.name.replace(" ", "_") + ".libmf-model")
 
+    def epoch_seconds(
+        self, split: Split, k: int, marginal: int, threads: int, best_of: int = 1
+    ) -> float:
+        """The marginal cost of an epoch: (wall of -t marginal+1 - wall of -t 1) / marginal.
+
+        With `best_of` > 1 each run is repeated and its fastest wall time kept (the difference
+        of two single walls of ~0.2 s is mostly noise on a busy machine)."""
+        first = min(self.train(split, k, 1, threads) for _ in range(best_of))
+        longer = min(self.train(split, k, marginal + 1, threads) for _ in range(best_of))
+        return max(longer - first, 1e-9) / marginal
+
     def run(
         self,
         split: Split,
@@ -266,15 +277,9 @@ class Libmf:
         best_of: int = 1,
         marginal: int | None = None,
     ):
-        """(ratings/s from the marginal epoch cost over `marginal` epochs (default `epochs`),
-        fit seconds of -t epochs, test RMSE).
-
-        With `best_of` > 1 each run is repeated and its fastest wall time kept (the difference
-        of two single walls of ~0.2 s is mostly noise on a busy machine)."""
-        marginal = marginal or epochs
-        first = min(self.train(split, k, 1, threads) for _ in range(best_of))
-        longer = min(self.train(split, k, marginal + 1, threads) for _ in range(best_of))
-        per_epoch = max(longer - first, 1e-9) / marginal
+        """(ratings/s from `epoch_seconds` over `marginal` epochs (default `epochs`), fit
+        seconds of -t epochs, test RMSE); every run the fastest of `best_of`."""
+        per_epoch = self.epoch_seconds(split, k, marginal or epochs, threads, best_of)
         fit_seconds = min(self.train(split, k, epochs, threads) for _ in range(best_of))
         out = self.work / "libmf-predictions.txt"
         subprocess.run(
@@ -373,10 +378,7 @@ def thread_scaling(split: Split, k: int, epochs: int, repeats: int, libmf: Libmf
             runs[f"mfrec {threads}"].append((s[-1] - s[0]) / epochs)
             models.append(model.user_factors_)
             if libmf is not None:
-                first = libmf.train(split, k, 1, threads)
-                runs[f"LIBMF {threads}"].append(
-                    (libmf.train(split, k, epochs + 1, threads) - first) / epochs
-                )
+                runs[f"LIBMF {threads}"].append(libmf.epoch_seconds(split, k, epochs, threads))
         same_model = np.array_equal(models[0], models[1]) if same_model is None else same_model
     lines = []
     for tool in ("mfrec", "LIBMF"):

@@ -103,14 +103,19 @@ def build_grid(
     n_items: int,
     n_blocks: int,
     rng: np.random.Generator,
+    counts: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None,
 ) -> Grid:
     """Cut the ratings into `n_blocks` x `n_blocks` blocks (draws two row permutations).
 
     Within a block the ratings keep their input order; the kernel reshuffles them every epoch.
+    `counts` are the ratings per user and per item when the caller has them already
+    (`TrainSet.counts()`); otherwise they are counted here.
     Memory: the compact copy of the ratings and O(rows + distinct rating values) besides.
     """
-    user_rows, user_start = _groups(row_counts(users, n_users), n_blocks, rng)
-    item_rows, item_start = _groups(row_counts(items, n_items), n_blocks, rng)
+    if counts is None:
+        counts = row_counts(users, n_users), row_counts(items, n_items)
+    user_rows, user_start = _groups(counts[0], n_blocks, rng)
+    item_rows, item_start = _groups(counts[1], n_blocks, rng)
     values = _distinct(ratings)
     n = len(ratings)
     out_users = np.empty(n, _narrowest(np.diff(user_start).max(initial=1)))

@@ -133,9 +133,8 @@ def train(
     n_epochs = solver_cls.default_epochs if epochs is None else int(epochs)
     rng = np.random.default_rng(seed)
     mu = float(np.mean(train.ratings, dtype=np.float64)) if use_bias else 0.0
-    # Every evaluation needs the ratings per row. Counting them (np.bincount copies the int32
-    # indices to int64: 800 MB at 100M ratings) is cheapest now, before the factors and the
-    # solver's data exist; the result is cached.
+    # Every evaluation, and the sgd and bgd grids, need the ratings per row: counted once here
+    # (cached), before the factors and the solver's data take memory.
     train.counts()
     start = time.perf_counter()
     state = Factors.initial(

@@ -203,6 +203,15 @@ def test_grid_with_unrated_rows_and_a_long_tail():
     check_grid(grid, train)
 
 
+def test_grid_from_given_counts_is_the_grid_that_counts_them():
+    train, _ = planted()
+    args = (train.users, train.items, train.ratings, train.n_users, train.n_items, 4)
+    counted = build_grid(*args, np.random.default_rng(3))
+    given = build_grid(*args, np.random.default_rng(3), train.counts())
+    for name in Grid.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(counted, name), getattr(given, name))
+
+
 def test_schedule_is_a_latin_square_drawn_afresh():
     rng = np.random.default_rng(1)
     b = 6

@@ -16,6 +16,10 @@ Operations, for 2-D C-contiguous float arrays X, Y of the same dtype and row len
     row_step_dot(X, x, Y, y, a, g, x2, y2) the step, and returns X[x2]·Y[y2] from the same loop
                                          (x2 != x and y2 != y, so the step does not touch them)
     prefetch_row(X, x)                   ask the cache for the lines of X[x]
+    gather_axpy(Y, y, X, cols, base, w, lo, hi)   Y[y] += Σ_m w[m] X[base + cols[m]]  (bgd)
+    scatter_axpy(Y, cols, base, X, x, w, lo, hi)  Y[base + cols[m]] += w[m] X[x], each m (bgd)
+    row_scale(Y, y, a, X, x)             Y[y] <- a X[x]                    (minibatch)
+    row_axpy(Y, y, a, X, x)              Y[y] += a X[x]                    (minibatch)
 
 The right-hand sides of `row_step` use the values from before the step. Sums run over two
 accumulators (even and odd vectors), then a fixed halving tree, so results are deterministic.

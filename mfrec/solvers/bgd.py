@@ -60,6 +60,7 @@ class BGD(GradientSolver):
             train.n_items,
             min(grid_size(len(train)), PARALLEL_BLOCKS),
             rng,
+            train.counts(),
         )
         g = self.grid
         sort_blocks(g.users, g.items, g.codes, g.block_ptr, g.user_start)

@@ -57,6 +57,7 @@ class SGD(GradientSolver):
                     train.n_items,
                     blocks,
                     rng,
+                    train.counts(),
                 )
                 self._work = WorkingCopy(factors, self.grid)
         # The solver owns the factors while it trains: they are copied into the working copy
