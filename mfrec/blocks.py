@@ -12,9 +12,9 @@ works on copies of P and Q in that order (`mfrec.solvers.sgd.WorkingCopy`), so t
 touches are one contiguous slice of P and one of Q, and blocks running on different threads
 never share a cache line.
 
-An epoch (`schedule`) is B sub-epochs; sub-epoch s holds B blocks that pairwise share no
-group, and over the B sub-epochs every block appears once. Which groups are paired and the
-order of the sub-epochs are drawn afresh each epoch.
+An epoch (`mfrec.kernels.blocked.schedule`) is B sub-epochs; sub-epoch s holds B blocks that
+pairwise share no group, and over the B sub-epochs every block appears once. Which groups are
+paired and the order of the sub-epochs are drawn afresh each epoch.
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ def build_grid(
 ) -> Grid:
     """Cut the ratings into `n_blocks` x `n_blocks` blocks (draws two row permutations).
 
-    Within a block the ratings keep their input order; the kernel reshuffles them every epoch.
+    Within a block the ratings keep their input order (the sgd solver then shuffles them,
+    `mfrec.kernels.blocked.shuffle_blocks`).
     `counts` are the ratings per user and per item when the caller has them already
     (`TrainSet.counts()`); otherwise they are counted here.
     Memory: the compact copy of the ratings and O(rows + distinct rating values) besides.
@@ -149,19 +150,6 @@ def build_grid(
         user_start,
         item_start,
     )
-
-
-def schedule(n_blocks: int, rng: np.random.Generator) -> NDArray[np.int64]:
-    """One epoch's order of blocks, shaped (B, B): row s lists the blocks of sub-epoch s.
-
-    Sub-epoch s pairs user group ``pu[j]`` with item group ``pi[(j + shift[s]) % B]``: a
-    random Latin square, so the blocks of a row share no group and every block comes once.
-    """
-    pu = rng.permutation(n_blocks)
-    pi = rng.permutation(n_blocks)
-    shift = rng.permutation(n_blocks)
-    j = np.arange(n_blocks)
-    return pu[None, :] * n_blocks + pi[(j[None, :] + shift[:, None]) % n_blocks]
 
 
 def _groups(

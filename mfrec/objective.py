@@ -58,7 +58,8 @@ def objective(factors: Factors, train: TrainSet, reg: float, reg_bias: float) ->
     """J (see the module docstring), accumulated in float64."""
     if len(train) == 0:
         raise ValueError("objective: no ratings")
-    return _objective(factors, train, squared_error(factors, train), reg, reg_bias)
+    sq = squared_error(factors, train)
+    return from_squared_error(sq, factors, train.counts(), len(train), reg, reg_bias)
 
 
 def objective_and_rmse(
@@ -68,7 +69,8 @@ def objective_and_rmse(
     if len(train) == 0:
         raise ValueError("objective: no ratings")
     sq = squared_error(factors, train)
-    return _objective(factors, train, sq, reg, reg_bias), math.sqrt(sq / len(train))
+    J = from_squared_error(sq, factors, train.counts(), len(train), reg, reg_bias)
+    return J, math.sqrt(sq / len(train))
 
 
 def squared_error(factors: Factors, train: TrainSet) -> float:
@@ -124,15 +126,24 @@ def objective_and_gradient(
         gbu = np.zeros_like(f.bu)
         gbi = np.zeros_like(f.bi)
     sq = float(np.einsum("n,n->", e, e, dtype=np.float64))
-    return _objective(f, train, sq, reg, reg_bias), Gradient(gP, gQ, gbu, gbi)
+    J = from_squared_error(sq, f, train.counts(), len(train), reg, reg_bias)
+    return J, Gradient(gP, gQ, gbu, gbi)
 
 
-def _objective(f: Factors, train: TrainSet, sq: float, reg: float, reg_bias: float) -> float:
-    """J from the sum of squared errors `sq`: adds the penalties, weighted by ratings per row."""
-    n_u, n_i = train.counts()
+def from_squared_error(
+    sq: float,
+    f: Factors,
+    counts: tuple[NDArray[np.integer], NDArray[np.integer]],
+    n: int,
+    reg: float,
+    reg_bias: float,
+) -> float:
+    """J from the sum of squared errors `sq` over `n` ratings: adds the penalties, weighted by
+    the ratings per row (`counts`: per user, per item, in the rows' order)."""
+    n_u, n_i = counts
     total = sq + reg * (weighted_sq_norm(f.P, n_u) + weighted_sq_norm(f.Q, n_i))
     if f.use_bias:
         total += reg_bias * (
             weighted_sq_norm(f.bu.reshape(-1, 1), n_u) + weighted_sq_norm(f.bi.reshape(-1, 1), n_i)
         )
-    return total / len(train)
+    return total / n

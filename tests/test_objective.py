@@ -5,15 +5,20 @@ import numpy as np
 import pytest
 
 from mfrec import objective
+from mfrec.blocks import build_grid
 from mfrec.kernels.evaluate import (
     CHUNK,
+    grid_squared_error_sum,
+    grid_squared_error_sum_reference,
     squared_error_sum,
     squared_error_sum_reference,
     weighted_sq_norm,
     weighted_sq_norm_reference,
 )
+from mfrec.kernels.simd import active_width
 from mfrec.kernels.threads import numba_threads, resolve_threads
 from mfrec.solvers.base import Factors, TrainSet
+from mfrec.solvers.sgd import WorkingCopy
 
 
 def tiny(use_bias: bool = True) -> tuple[Factors, TrainSet]:
@@ -243,3 +248,25 @@ def test_evaluation_kernels_on_empty_input():
     f, train = random_problem(np.float64, n=0)
     assert squared_error_sum(*kernel_args(f, train)) == 0.0
     assert weighted_sq_norm(np.zeros((0, 3)), np.zeros(0, np.int64)) == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_grid_squared_error_matches_its_twin_and_the_factors_figure(dtype, use_bias):
+    """On the grid's working rows it is Σ e² of the same factors (the sgd solver's figure)."""
+    f, train = random_problem(dtype, use_bias)
+    grid = build_grid(
+        train.users, train.items, train.ratings, 500, 300, 4, np.random.default_rng(1)
+    )
+    work = WorkingCopy(f, grid, active_width(9, np.dtype(dtype).itemsize))
+    work.load(f)
+    args = (grid.users, grid.items, grid.codes, grid.values, grid.block_ptr, grid.user_start)
+    args += (grid.item_start, *work.arrays(), f.P.dtype.type(f.mu), use_bias)
+    sq = grid_squared_error_sum(*args)
+    assert sq == pytest.approx(grid_squared_error_sum_reference(*args), rel=FUSED_RTOL[dtype])
+    assert sq == pytest.approx(squared_error_sum(*kernel_args(f, train)), rel=FUSED_RTOL[dtype])
+    figures = []
+    for threads in (1, resolve_threads(None)):
+        with numba_threads(threads):
+            figures.append(grid_squared_error_sum(*args))
+    assert figures[0] == figures[1]

@@ -43,8 +43,9 @@ def fit(name, train, params, epochs, seed=0, **kw):
     history = [objective.objective(f, train, params.reg, params.reg_bias)]
     for epoch in range(epochs):
         solver.run_epoch(epoch)
-        history.append(objective.objective(f, train, params.reg, params.reg_bias))
-    return f, np.array(history)
+        # Read through the solver: sgd copies its working copy back then.
+        history.append(objective.objective(solver.factors, train, params.reg, params.reg_bias))
+    return solver.factors, np.array(history)
 
 
 def assert_factors_close(a, b, **tol):

@@ -9,17 +9,23 @@ from numba import njit
 
 import mfrec.solvers.sgd as sgd_module
 from mfrec import objective
-from mfrec.blocks import Grid, build_grid, grid_size, schedule
+from mfrec.blocks import Grid, build_grid, grid_size
 from mfrec.kernels.blocked import (
     PREFETCH,
     copy_in,
     copy_in_reference,
     copy_out,
     copy_out_reference,
+    schedule,
+    schedule_reference,
     sgd_strata,
     sgd_strata_reference,
+    shuffle_blocks,
+    shuffle_blocks_reference,
     shuffle_words,
     shuffle_words_reference,
+    visit_walk,
+    visit_walk_reference,
 )
 from mfrec.kernels.simd import lanes, padded_width, prefetch_row, row_dot, row_step, row_step_dot
 from mfrec.kernels.threads import available_threads, numba_threads, resolve_threads
@@ -56,7 +62,7 @@ def run(train, params, epochs, factors=3, seed=0, blocks=None, monkeypatch=None)
     solver = SGD(f, train, params, rng)
     for epoch in range(epochs):
         solver.run_epoch(epoch)
-    return f, solver
+    return solver.factors, solver
 
 
 # --- vector row operations -----------------------------------------------------------------
@@ -212,14 +218,19 @@ def test_grid_from_given_counts_is_the_grid_that_counts_them():
         np.testing.assert_array_equal(getattr(counted, name), getattr(given, name))
 
 
-def test_schedule_is_a_latin_square_drawn_afresh():
-    rng = np.random.default_rng(1)
-    b = 6
-    s = schedule(b, rng)
+@pytest.mark.parametrize("b", [1, 2, 6, 55])
+def test_schedule_is_a_latin_square_drawn_afresh_as_its_twin_draws_it(b):
+    seed = np.uint64(2**64 - 7)
+    s = schedule(b, seed)
+    np.testing.assert_array_equal(s, schedule_reference(b, seed))
     assert sorted(s.ravel().tolist()) == list(range(b * b))
     for row in s:
         assert len(set(row // b)) == b and len(set(row % b)) == b
-    assert not np.array_equal(s, schedule(b, rng))
+    if b > 2:
+        assert not np.array_equal(s, schedule(b, np.uint64(8)))
+        # pairings and sub-epoch order both change from seed to seed
+        firsts = {tuple(schedule(b, np.uint64(n))[0]) for n in range(20)}
+        assert len(firsts) > 10
 
 
 # --- the blocked kernel and its twin -------------------------------------------------------
@@ -237,7 +248,7 @@ def blocked_problem(dtype, use_bias, seed=0):
     Q[:, :k] = rng.normal(0, 0.3, (30, k))
     bu = rng.normal(0, 0.3, 40).astype(dtype) if use_bias else np.zeros(40, dtype)
     bi = rng.normal(0, 0.3, 30).astype(dtype) if use_bias else np.zeros(30, dtype)
-    strata = schedule(3, rng)
+    strata = schedule(3, np.uint64(rng.integers(2**63)))
     seed = np.uint64(0xFEED_F00D_1234_5678)
     scalars = (dtype(3.0), dtype(0.05), dtype(0.1), dtype(0.2), use_bias)
     return grid, (P, Q, bu, bi), strata, seed, scalars
@@ -259,12 +270,13 @@ def test_blocked_kernel_matches_reference(dtype, use_bias):
         np.testing.assert_array_equal(x, y)
     runs = runs[1:]
     (data_a, f_a, sse_a), (data_b, f_b, sse_b) = runs
-    for x, y in zip(data_a, data_b, strict=True):  # the same shuffle
+    for x, y in zip(data_a, data_b, strict=True):  # the kernel only reads the ratings
+        np.testing.assert_array_equal(x, y)
+    for x, y in zip(data_a, (grid.users, grid.items, grid.codes), strict=True):
         np.testing.assert_array_equal(x, y)
     for x, y in zip(f_a, f_b, strict=True):
         np.testing.assert_allclose(x, y, **close(dtype))
     assert sse_a == pytest.approx(sse_b, rel=1e-5)
-    assert not np.array_equal(data_a[0], grid.users)  # the blocks were reshuffled
     assert not np.allclose(f_a[0], params[0])
     assert not f_a[0][:, 5:].any() and not f_a[1][:, 5:].any()  # padding stays zero
     if not use_bias:
@@ -369,6 +381,48 @@ def test_decay_schedule_reaches_the_blocked_kernel():
     assert not np.allclose(slow.P, fast.P)
 
 
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 7, 64, 97, 1000, 1250, 65_536])
+def test_visit_walk_visits_every_rating_once_as_its_twin_does(n):
+    seed = np.uint64(2**64 - 5)
+    walks = set()
+    for blk in range(6):
+        start, step = visit_walk(seed, blk, n)
+        walk = (int(start) + np.arange(n) * int(step)) % max(n, 1)
+        np.testing.assert_array_equal(walk, visit_walk_reference(seed, blk, n))
+        np.testing.assert_array_equal(np.sort(walk), np.arange(n))
+        walks.add(tuple(walk[:3]))
+    if n >= 64:
+        assert len(walks) == 6  # every block walks its own way
+        assert visit_walk(np.uint64(1), 0, n) != visit_walk(np.uint64(2), 0, n)
+
+
+def test_walks_start_and_step_look_uniform():
+    """Over many blocks, starts fill 0..n-1 evenly and every step coprime with n turns up."""
+    n = 12
+    draws = np.array([visit_walk(np.uint64(3), blk, n) for blk in range(6000)], np.int64)
+    assert np.abs(np.bincount(draws[:, 0], minlength=n) - 500).max() < 100
+    assert set(draws[:, 1]) == {1, 5, 7, 11}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_shuffle_blocks_matches_its_twin_and_keeps_each_block(threads):
+    train, _ = planted()
+    rng = np.random.default_rng(0)
+    grid = build_grid(train.users, train.items, train.ratings, 300, 200, 3, rng)
+    arrays = [x.copy() for x in (grid.users, grid.items, grid.codes)]
+    twin = [x.copy() for x in arrays]
+    seed = np.uint64(99)
+    with numba_threads(min(threads, available_threads())):
+        shuffle_blocks(*arrays, grid.block_ptr, seed)
+    shuffle_blocks_reference(*twin, grid.block_ptr, seed)
+    for x, y in zip(arrays, twin, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(arrays[0], grid.users)
+    for lo, hi in zip(grid.block_ptr[:-1], grid.block_ptr[1:], strict=True):
+        before = sorted(zip(*(x[lo:hi] for x in (grid.users, grid.items, grid.codes)), strict=True))
+        assert sorted(zip(*(x[lo:hi] for x in arrays), strict=True)) == before
+
+
 def test_shuffle_words_match_reference_and_look_uniform():
     seed = np.uint64(2**64 - 3)  # sums past 2^64 must wrap alike in both
     for blk, n in ((0, 1), (7, 1000), (123, 50_000)):
@@ -383,9 +437,10 @@ def test_shuffle_words_match_reference_and_look_uniform():
     assert not np.array_equal(shuffle_words(seed, 1, 100), shuffle_words(np.uint64(5), 1, 100))
 
 
-def test_factors_are_copied_in_once_and_out_after_every_epoch(monkeypatch):
+def test_factors_are_copied_in_once_and_back_when_read(monkeypatch):
     """The working copy is loaded before the first epoch only (the solver owns the factors while
-    it trains) and stored after each, so the trainer always sees the current factors."""
+    it trains) and copied back only when the factors are read through the solver; the per-epoch
+    figures come from the working copy and equal those of the copied-back factors."""
     train, _ = planted()
     calls = []
     for name in ("copy_in", "copy_out"):
@@ -396,9 +451,32 @@ def test_factors_are_copied_in_once_and_out_after_every_epoch(monkeypatch):
             return original(*args)
 
         monkeypatch.setattr(sgd_module, name, counting)
-    f, _ = run(train, SolverParams(), 3)
-    assert calls == ["copy_in", "copy_out", "copy_out", "copy_out"]
-    assert np.isfinite(f.P).all()
+    rng = np.random.default_rng(0)
+    f = Factors.initial(
+        train.n_users,
+        train.n_items,
+        3,
+        mu=3.0,
+        use_bias=True,
+        init_std=0.1,
+        dtype=np.float32,
+        rng=rng,
+    )
+    solver = SGD(f, train, SolverParams(), rng)
+    for epoch in range(3):
+        solver.run_epoch(epoch)
+        before = f.P.copy()
+        J, train_rmse = solver.objective_and_rmse(0.1, 0.05)
+        np.testing.assert_array_equal(f.P, before)  # not copied back to evaluate
+    assert calls == ["copy_in"]
+    assert solver.factors is f and calls == ["copy_in", "copy_out"]
+    assert not np.array_equal(f.P, before)  # now it is
+    assert J == pytest.approx(objective.objective(f, train, 0.1, 0.05), rel=1e-6)
+    assert train_rmse == pytest.approx(objective.rmse(f, train), rel=1e-6)
+    assert solver.objective_and_rmse(0.1, 0.05) == objective.objective_and_rmse(f, train, 0.1, 0.05)
+    solver.sync()
+    solver.factors  # noqa: B018 (nothing newer to copy)
+    assert calls == ["copy_in", "copy_out"]
 
 
 # --- threads -------------------------------------------------------------------------------

@@ -101,6 +101,7 @@ def run_block(
         # The block continues the run's optimizer state rather than starting a fresh one.
         solver.opt = opt
         updates = solver.run_epoch(epoch)
+        solver.sync()  # the factors are views of `user` and `item`
     seconds = time.perf_counter() - start
     return user, item, BlockStats((stripe.index, b), len(blk), updates, seconds)
 

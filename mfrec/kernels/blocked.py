@@ -8,17 +8,24 @@ as the blocks before it on its user group and on its item group are done; since 
 block touches other rows of P and Q, the result is that of the serial order, bit for bit,
 whatever the number of threads and however they are scheduled.
 
-Each block first shuffles its ratings in place (Fisher-Yates, with the uniform 32-bit numbers
-`shuffle_words` derives from the epoch's ``seed`` and the block's number: a counter-based hash,
-so that no draws are stored, any thread can shuffle any block, and the numpy twin computes the
-same numbers) and then visits them in that order with the update of
-`mfrec.kernels.sgd.sgd_epoch`, written p <- (1 - lr reg) p + (lr e) q. Two things make it fast
-rather than different: the dot product of the next rating is computed in the same pass over
-the vectors as the current update (when the two share no row), and, when ``prefetch`` > 0, the
-rows of the ratings that many places ahead are prefetched.
+Each block visits its ratings in a fresh random order every epoch: the walk
+``lo + (start + t * step) mod n``, t = 0..n-1, over its n ratings, with ``start`` and ``step``
+(coprime with n, so every rating comes exactly once) drawn from the epoch's ``seed`` and the
+block's number by a counter-based hash (`visit_walk`): no draws are stored, any thread can
+walk any block, and the numpy twin computes the same walk. The ratings themselves were put
+in random order within their block once, when the grid was built (`shuffle_blocks`), so the
+walk of every epoch is a random order, and the kernel never writes them. Ratings are visited
+with the update of `mfrec.kernels.sgd.sgd_epoch`, written p <- (1 - lr reg) p + (lr e) q.
+Two things make it fast rather than different: the dot product of the next rating is
+computed in the same pass over the vectors as the current update (when the two share no row),
+and, when ``prefetch`` > 0, the rows of the ratings that many places ahead are prefetched.
+A walk costs an addition and a comparison per rating; the Fisher-Yates shuffle every epoch
+it replaced cost a tenth of the epoch on MovieLens 100k, with the same test RMSE.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit, prange
@@ -71,9 +78,9 @@ def sgd_strata(
     ratings are at positions ``block_ptr[blk]:block_ptr[blk + 1]``, by working rows
     ``user_start[a] + users[j]`` and ``item_start[c] + items[j]``, of value
     ``values[codes[j]]``. Each row of ``strata`` has every user group and every item group
-    once. Block ``blk`` is shuffled with ``shuffle_words(seed, blk, n)``; ``prefetch`` is how
-    many ratings ahead rows are prefetched (0: none). Returns the sum of the squared errors seen
-    (each before its update), in float64.
+    once. Block ``blk`` is visited in the order of ``visit_walk(seed, blk, n)``; ``prefetch``
+    is how many ratings ahead rows are prefetched (0: none). The rating arrays are only read.
+    Returns the sum of the squared errors seen (each before its update), in float64.
 
     No barrier between rows. Worker w owns the columns w, w + workers, ... of every row and
     takes its next own block as soon as the blocks before it on the same user group and the
@@ -131,7 +138,7 @@ def sgd_strata(
             blk = sequence[n]
             lo = block_ptr[blk]
             hi = block_ptr[blk + 1]
-            _shuffle(users, items, codes, lo, hi, block_key(seed, blk))
+            start, step = visit_walk(seed, blk, hi - lo)
             base_u = user_start[blk // width]
             base_i = item_start[blk % width]
             sums[n] = _sgd_block(
@@ -141,6 +148,8 @@ def sgd_strata(
                 values,
                 lo,
                 hi,
+                start,
+                step,
                 base_u,
                 base_i,
                 P,
@@ -191,9 +200,10 @@ def _mix(x):
 
 
 @njit(cache=True)
-def block_key(seed: np.uint64, blk: int) -> np.uint64:
-    """The key of block `blk`'s shuffle in the epoch of `seed`."""
-    return _mix(np.uint64(seed) + np.uint64(blk + 1) * GOLDEN)
+def stream_key(seed: np.uint64, n: int) -> np.uint64:
+    """The key of stream `n` of `seed`: block n's walk in the epoch of `seed`, block n's
+    shuffle, or the seed of epoch n from the solver's seed."""
+    return _mix(np.uint64(seed) + np.uint64(n + 1) * GOLDEN)
 
 
 @njit(cache=True)
@@ -203,13 +213,62 @@ def _word(key, m):
 
 
 @njit(cache=True)
+def visit_walk(seed: np.uint64, blk: int, n: int) -> tuple[np.uint64, np.uint64]:
+    """(start, step) of block `blk`'s walk in the epoch of `seed`: position t of the walk is
+    ``(start + t * step) mod n``. ``step`` is uniform on 1..n-1, moved up to the next number
+    coprime with n (so the walk visits every position once); ``start`` is uniform on 0..n-1.
+    The two are the first two numbers of ``shuffle_words(seed, blk, 2)``."""
+    if n < 2:
+        return np.uint64(0), np.uint64(1)
+    key = stream_key(seed, blk)
+    size = np.uint64(n)
+    step = np.uint64(1) + _word(key, 0) % (size - np.uint64(1))
+    while _gcd(step, size) != np.uint64(1):
+        step = step + np.uint64(1) if step + np.uint64(1) < size else np.uint64(1)
+    return _word(key, 1) % size, step
+
+
+@njit(cache=True)
+def _gcd(a, b):
+    while b != np.uint64(0):
+        a, b = b, a % b
+    return a
+
+
+@njit(cache=True)
 def shuffle_words(seed: np.uint64, blk: int, n: int) -> NDArray[np.uint64]:
-    """The n uniform 32-bit numbers (held in uint64) that shuffle block `blk` in the epoch of
-    `seed`: the d of position m of the block's Fisher-Yates (see `_shuffle`)."""
-    key = block_key(seed, blk)
+    """The n uniform 32-bit numbers (held in uint64) of block `blk` and `seed`: the d of
+    position m of the block's Fisher-Yates (see `_shuffle`); the first two make its walk."""
+    key = stream_key(seed, blk)
     out = np.empty(n, np.uint64)
     for m in range(n):
         out[m] = _word(key, m)
+    return out
+
+
+@njit(cache=True)
+def schedule(n_blocks: int, seed: np.uint64) -> NDArray[np.int64]:
+    """The epoch of `seed`'s order of blocks, shaped (B, B): row s lists the blocks of
+    sub-epoch s.
+
+    Sub-epoch s pairs user group ``pu[j]`` with item group ``pi[(j + shift[s]) % B]``: a
+    random Latin square, so the blocks of a row share no group and every block comes once.
+    pu, pi and shift are Fisher-Yates permutations of 0..B-1 (as in `_shuffle`), made from
+    the numbers of stream B² of `seed` (the blocks' walks use streams 0..B²-1).
+    """
+    b = n_blocks
+    words = shuffle_words(seed, b * b, 3 * b)
+    perms = np.empty((3, b), np.int64)
+    for p in range(3):
+        for j in range(b):
+            perms[p, j] = j
+        for m in range(b - 1):
+            j = m + np.int64((words[p * b + m] * np.uint64(b - m)) >> np.uint64(32))
+            perms[p, m], perms[p, j] = perms[p, j], perms[p, m]
+    out = np.empty((b, b), np.int64)
+    for s in range(b):
+        for j in range(b):
+            out[s, j] = perms[0, j] * b + perms[1, (j + perms[2, s]) % b]
     return out
 
 
@@ -236,6 +295,21 @@ def _shuffle(users, items, codes, lo, hi, key):
         codes[m] = c
 
 
+@njit(cache=True, parallel=True)
+def shuffle_blocks(
+    users: NDArray[np.unsignedinteger],
+    items: NDArray[np.unsignedinteger],
+    codes: NDArray[np.unsignedinteger],
+    block_ptr: NDArray[np.int64],
+    seed: np.uint64,
+) -> None:
+    """Put the ratings of every block in random order, in place: block ``blk`` gets the
+    Fisher-Yates of ``shuffle_words(seed, blk, n)`` (blocks in parallel, the same result on any
+    number of threads). Done once, when the grid is built; every epoch then walks it."""
+    for blk in prange(block_ptr.shape[0] - 1):
+        _shuffle(users, items, codes, block_ptr[blk], block_ptr[blk + 1], stream_key(seed, blk))
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def _sgd_block(
     users,
@@ -244,6 +318,8 @@ def _sgd_block(
     values,
     lo,
     hi,
+    start,
+    step,
     base_u,
     base_i,
     P,
@@ -257,41 +333,50 @@ def _sgd_block(
     use_bias,
     prefetch,
 ):
-    """The SGD updates of ratings lo..hi-1 in order; returns their squared errors (float64).
-    The rows of the rating `prefetch` places ahead are prefetched (none when 0). Positions and
-    rows are unsigned, which spares numba's negative-index checks."""
+    """The SGD updates of ratings lo..hi-1 in the order of the walk (start, step) (see
+    `visit_walk`); returns their squared errors (float64). The rows of the rating `prefetch`
+    places ahead in the walk are prefetched (none when 0). Positions and rows are unsigned,
+    which spares numba's negative-index checks."""
     sse = 0.0
     if lo >= hi:
         return sse
+    n = np.uint64(hi - lo)
     first = np.uint64(lo)
-    end = np.uint64(hi)
-    ahead = np.uint64(prefetch)
     base_u = np.uint64(base_u)
     base_i = np.uint64(base_i)
-    for m in range(first, min(first + ahead, end)):
-        prefetch_row(P, base_u + users[m])
-        prefetch_row(Q, base_i + items[m])
-    u = base_u + users[first]
-    i = base_i + items[first]
+    ahead = min(np.uint64(prefetch), n)
+    # `pos` walks the visits, `pre` walks `ahead` visits in front of it.
+    pre = start
+    for _ in range(ahead):
+        prefetch_row(P, base_u + users[first + pre])
+        prefetch_row(Q, base_i + items[first + pre])
+        pre = _advance(pre, step, n)
+    pos = start
+    j = first + pos
+    u = base_u + users[j]
+    i = base_i + items[j]
     dot = row_dot(P, u, Q, i)
-    for m in range(first, end):
-        if prefetch > 0 and m + ahead < end:
-            prefetch_row(P, base_u + users[m + ahead])
-            prefetch_row(Q, base_i + items[m + ahead])
+    for t in range(n):
+        if prefetch > 0:
+            prefetch_row(P, base_u + users[first + pre])
+            prefetch_row(Q, base_i + items[first + pre])
+            pre = _advance(pre, step, n)
         # r - mu - b_u - b_i does not wait for the dot product.
         if use_bias:
-            e = (values[codes[m]] - mu - bu[u] - bi[i]) - dot
+            e = (values[codes[j]] - mu - bu[u] - bi[i]) - dot
             bu[u] = shrink_bias * bu[u] + lr * e
             bi[i] = shrink_bias * bi[i] + lr * e
         else:
-            e = values[codes[m]] - dot
+            e = values[codes[j]] - dot
         sse += e * e
         g = lr * e
-        if m + np.uint64(1) == end:
+        if t + np.uint64(1) == n:
             row_step(P, u, Q, i, shrink, g)
             break
-        u_next = base_u + users[m + np.uint64(1)]
-        i_next = base_i + items[m + np.uint64(1)]
+        pos = _advance(pos, step, n)
+        j = first + pos
+        u_next = base_u + users[j]
+        i_next = base_i + items[j]
         if u_next != u and i_next != i:
             dot = row_step_dot(P, u, Q, i, shrink, g, u_next, i_next)
         else:
@@ -301,6 +386,13 @@ def _sgd_block(
         u = u_next
         i = i_next
     return sse
+
+
+@njit(cache=True)
+def _advance(pos, step, n):
+    """The walk's next position: (pos + step) mod n, for pos and step below n."""
+    pos += step
+    return pos - n if pos >= n else pos
 
 
 def sgd_strata_reference(
@@ -332,15 +424,50 @@ def sgd_strata_reference(
     sse = 0.0
     for blk in strata.ravel():
         lo, hi = int(block_ptr[blk]), int(block_ptr[blk + 1])
-        words = shuffle_words_reference(np.uint64(seed), int(blk), hi - lo)
-        shuffle_reference(users, items, codes, lo, hi, words)
         u = user_start[blk // width] + users[lo:hi].astype(np.int64)
         i = item_start[blk % width] + items[lo:hi].astype(np.int64)
         r = values[codes[lo:hi]]
-        sse += sgd_epoch_reference(
-            u, i, r, np.arange(hi - lo), P, Q, bu, bi, mu, lr, reg, reg_bias, use_bias
-        )
+        order = visit_walk_reference(np.uint64(seed), int(blk), hi - lo)
+        sse += sgd_epoch_reference(u, i, r, order, P, Q, bu, bi, mu, lr, reg, reg_bias, use_bias)
     return sse
+
+
+def schedule_reference(n_blocks: int, seed: np.uint64) -> NDArray[np.int64]:
+    """Numpy twin of `schedule`."""
+    b = n_blocks
+    words = shuffle_words_reference(np.uint64(seed), b * b, 3 * b)
+    perms = np.tile(np.arange(b), (3, 1))
+    for p in range(3):
+        for m in range(b - 1):
+            j = m + ((int(words[p * b + m]) * (b - m)) >> 32)
+            perms[p, [m, j]] = perms[p, [j, m]]
+    pu, pi, shift = perms
+    return pu[None, :] * b + pi[(np.arange(b)[None, :] + shift[:, None]) % b]
+
+
+def visit_walk_reference(seed: np.uint64, blk: int, n: int) -> NDArray[np.int64]:
+    """Numpy twin of `visit_walk`, as the positions of the whole walk (block-relative)."""
+    if n < 2:
+        return np.arange(n)
+    first, second = (int(x) for x in shuffle_words_reference(seed, blk, 2))
+    step = 1 + first % (n - 1)
+    while math.gcd(step, n) != 1:
+        step = step + 1 if step + 1 < n else 1
+    return (second % n + np.arange(n, dtype=np.int64) * step) % n
+
+
+def shuffle_blocks_reference(
+    users: NDArray[np.unsignedinteger],
+    items: NDArray[np.unsignedinteger],
+    codes: NDArray[np.unsignedinteger],
+    block_ptr: NDArray[np.int64],
+    seed: np.uint64,
+) -> None:
+    """Numpy twin of `shuffle_blocks`."""
+    for blk in range(len(block_ptr) - 1):
+        lo, hi = int(block_ptr[blk]), int(block_ptr[blk + 1])
+        words = shuffle_words_reference(np.uint64(seed), blk, hi - lo)
+        shuffle_reference(users, items, codes, lo, hi, words)
 
 
 def shuffle_words_reference(seed: np.uint64, blk: int, n: int) -> NDArray[np.uint64]:

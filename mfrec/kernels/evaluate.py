@@ -69,6 +69,44 @@ def _chunk_squared_errors(P, Q, bu, bi, mu, use_bias, users, items, ratings, fir
 
 
 @njit(cache=True, fastmath=FASTMATH, parallel=True)
+def grid_squared_error_sum(
+    users: NDArray[np.unsignedinteger],
+    items: NDArray[np.unsignedinteger],
+    codes: NDArray[np.unsignedinteger],
+    values: NDArray[np.floating],
+    block_ptr: NDArray[np.int64],
+    user_start: NDArray[np.int64],
+    item_start: NDArray[np.int64],
+    P: NDArray[np.floating],
+    Q: NDArray[np.floating],
+    bu: NDArray[np.floating],
+    bi: NDArray[np.floating],
+    mu: float,
+    use_bias: bool,
+) -> float:
+    """`squared_error_sum` over ratings stored as a `mfrec.blocks.Grid`, with P, Q, bu, bi the
+    working rows (`mfrec.solvers.sgd.WorkingCopy`): the sgd solver's figures without copying
+    its rows back. One chunk per block, summed in block order."""
+    width = user_start.shape[0] - 1
+    n_blocks = block_ptr.shape[0] - 1
+    sums = np.zeros(n_blocks)
+    for blk in prange(n_blocks):
+        base_u = user_start[blk // width]
+        base_i = item_start[blk % width]
+        total = 0.0
+        for j in range(block_ptr[blk], block_ptr[blk + 1]):
+            u = base_u + users[j]
+            i = base_i + items[j]
+            dot = row_dot(P, u, Q, i)
+            if use_bias:
+                dot += bu[u] + bi[i] + mu
+            e = np.float64(values[codes[j]] - dot)
+            total += e * e
+        sums[blk] = total
+    return _ordered_sum(sums)
+
+
+@njit(cache=True, fastmath=FASTMATH, parallel=True)
 def weighted_sq_norm(X: NDArray[np.floating], weights: NDArray[np.integer]) -> float:
     """Σ_rows weights[row]·|X[row]|², accumulated in float64 (X is 2-D)."""
     n = X.shape[0]
@@ -118,6 +156,30 @@ def squared_error_sum_reference(
         pred += bu[users] + bi[items] + mu
     e = (ratings - pred).astype(np.float64)
     return float(e @ e)
+
+
+def grid_squared_error_sum_reference(
+    users: NDArray[np.unsignedinteger],
+    items: NDArray[np.unsignedinteger],
+    codes: NDArray[np.unsignedinteger],
+    values: NDArray[np.floating],
+    block_ptr: NDArray[np.int64],
+    user_start: NDArray[np.int64],
+    item_start: NDArray[np.int64],
+    P: NDArray[np.floating],
+    Q: NDArray[np.floating],
+    bu: NDArray[np.floating],
+    bi: NDArray[np.floating],
+    mu: float,
+    use_bias: bool,
+) -> float:
+    """Numpy twin of `grid_squared_error_sum`."""
+    width = len(user_start) - 1
+    block = np.repeat(np.arange(width * width), np.diff(block_ptr))
+    rows_u = user_start[block // width] + users
+    rows_i = item_start[block % width] + items
+    ratings = values[codes]
+    return squared_error_sum_reference(P, Q, bu, bi, mu, use_bias, rows_u, rows_i, ratings)
 
 
 def weighted_sq_norm_reference(X: NDArray[np.floating], weights: NDArray[np.integer]) -> float:

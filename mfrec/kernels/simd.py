@@ -7,9 +7,12 @@ loads that straddle cache lines. These intrinsics instead emit one loop of full 
 multiple of `lanes` (`padded_width`), which leaves no element-by-element tail; the SGD solver
 keeps padded, 64-byte aligned working copies of P and Q (`mfrec.solvers.sgd.WorkingCopy`).
 Padding columns must be zero: every operation keeps them at zero, so they add nothing to a dot
-product.
+product. `row_dot`, `row_step` and `row_step_dot` also take the rest of a row in narrower
+vectors, so the sgd kernel runs on the first `active_width` columns of its padded rows: whole
+vectors on aligned rows, and no work on columns it does not need.
 
-Operations, for 2-D C-contiguous float arrays X, Y of the same dtype and row length::
+Operations, for 2-D float arrays X, Y of the same dtype and row length whose rows are
+contiguous (C-contiguous, or the first columns of one: ``X[:, :w]``)::
 
     row_dot(X, x, Y, y)                  -> X[x]·Y[y]
     row_step(X, x, Y, y, a, g)           X[x], Y[y] <- a X[x] + g Y[y], a Y[y] + g X[x]
@@ -34,6 +37,9 @@ from numba.extending import intrinsic
 
 #: Width of one vector register (AVX-512). On narrower hardware LLVM splits each operation.
 VECTOR_BYTES = 64
+#: The narrowest vectors `row_dot`, `row_step` and `row_step_dot` use for what is left of a row
+#: after its whole vectors; fewer elements than this go one at a time.
+TAIL_LANES = 4
 
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
@@ -51,11 +57,21 @@ def padded_width(k: int, itemsize: int) -> int:
     return -(-k // w) * w
 
 
+def active_width(k: int, itemsize: int) -> int:
+    """The columns `row_dot`, `row_step` and `row_step_dot` need to cover k factors: k rounded
+    up to half vectors. A row of 100 float32 is then 6 vectors and a half (104 columns) rather
+    than 7 vectors (112): 7% less work per rating in the sgd kernel."""
+    w = lanes(itemsize) // 2
+    return -(-k // w) * w
+
+
 def _is_matrix(ty: types.Type) -> bool:
+    # "A": the rows of a column slice X[:, :w] of a C array are contiguous too (their callers
+    # pass nothing else; the layout cannot say so).
     return (
         isinstance(ty, types.Array)
         and ty.ndim == 2
-        and ty.layout == "C"
+        and ty.layout in ("C", "A")
         and isinstance(ty.dtype, types.Float)
     )
 
@@ -78,19 +94,21 @@ class _Rows:
         zero = ir.Constant(_I64, 0)
         return cgutils.get_item_pointer(self.context, b, self.aryty, self.arr, [index, zero])
 
-    def vptr(self, row, offset):
-        return self.builder.bitcast(self.builder.gep(row, [offset]), self.vty.as_pointer())
+    def vptr(self, row, offset, vty=None):
+        vty = self.vty if vty is None else vty
+        return self.builder.bitcast(self.builder.gep(row, [offset]), vty.as_pointer())
 
-    def load(self, row, offset):
-        return self.builder.load(self.vptr(row, offset), align=self.itemsize)
+    def load(self, row, offset, vty=None):
+        return self.builder.load(self.vptr(row, offset, vty), align=self.itemsize)
 
     def store(self, value, row, offset):
-        self.builder.store(value, self.vptr(row, offset), align=self.itemsize)
+        self.builder.store(value, self.vptr(row, offset, value.type), align=self.itemsize)
 
-    def splat(self, scalar):
+    def splat(self, scalar, vty=None):
+        vty = self.vty if vty is None else vty
         b = self.builder
-        v = b.insert_element(ir.Constant(self.vty, None), scalar, ir.Constant(_I32, 0))
-        return b.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, self.vty.count), None))
+        v = b.insert_element(ir.Constant(vty, None), scalar, ir.Constant(_I32, 0))
+        return b.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, vty.count), None))
 
 
 def _fma(builder, a, b, c):
@@ -100,23 +118,32 @@ def _fma(builder, a, b, c):
     return builder.call(fn, [a, b, c])
 
 
+def _halve(builder, v):
+    """The sum of the low and the high half of vector v (one level of a fixed tree)."""
+    half = v.type.count // 2
+    lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, half), list(range(half))))
+    hi = builder.shuffle_vector(
+        v, v, ir.Constant(ir.VectorType(_I32, half), list(range(half, 2 * half)))
+    )
+    return builder.fadd(lo, hi)
+
+
 def _hsum(builder, v):
-    width = v.type.count
-    while width > 1:
-        half = width // 2
-        lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, half), list(range(half))))
-        hi = builder.shuffle_vector(
-            v, v, ir.Constant(ir.VectorType(_I32, half), list(range(half, width)))
-        )
-        v = builder.fadd(lo, hi)
-        width = half
+    while v.type.count > 1:
+        v = _halve(builder, v)
     return builder.extract_element(v, ir.Constant(_I32, 0))
 
 
 def _row_loop(m: _Rows, step_rows=None, dot_rows=None):
     """One pass over the row: the step on `step_rows` (x, y, a, g) and the dot product of
-    `dot_rows` (x2, y2); returns the dot product (or None). Whole vectors, then one element
-    at a time for a row length that is not a multiple of `lanes` (padded rows have none)."""
+    `dot_rows` (x2, y2); returns the dot product (or None).
+
+    Whole vectors first (two at a time), then the remainder of the row in vectors of half,
+    a quarter, ... of the width while at least `TAIL_LANES` elements are left, then one element
+    at a time: a row of 104 float32 is 6 vectors of 16 and one of 8 (`active_width`). The dot
+    product sums the two whole-vector accumulators, then halves the vector level by level,
+    adding each tail vector at the level of its width, so rows without a tail add nothing
+    beyond the plain halving tree."""
     b = m.builder
     width = m.vty.count
     accs = None
@@ -125,7 +152,12 @@ def _row_loop(m: _Rows, step_rows=None, dot_rows=None):
         total = cgutils.alloca_once(b, m.ety)
     if step_rows is not None:
         x, y, a, g = step_rows
-        av, gv = m.splat(a), m.splat(g)
+
+    def step(offset, vty):
+        xv, yv = m.load(x, offset, vty), m.load(y, offset, vty)
+        av, gv = m.splat(a, vty), m.splat(g, vty)
+        m.store(_fma(b, gv, yv, b.fmul(av, xv)), x, offset)
+        m.store(_fma(b, gv, xv, b.fmul(av, yv)), y, offset)
 
     def body(offset, acc):
         if accs is not None:
@@ -133,9 +165,7 @@ def _row_loop(m: _Rows, step_rows=None, dot_rows=None):
             prod = _fma(b, m.load(x2, offset), m.load(y2, offset), b.load(acc))
             b.store(prod, acc)
         if step_rows is not None:
-            xv, yv = m.load(x, offset), m.load(y, offset)
-            m.store(_fma(b, gv, yv, b.fmul(av, xv)), x, offset)
-            m.store(_fma(b, gv, xv, b.fmul(av, yv)), y, offset)
+            step(offset, m.vty)
 
     def element(f):
         if accs is not None:
@@ -157,9 +187,29 @@ def _row_loop(m: _Rows, step_rows=None, dot_rows=None):
     with b.if_then(b.icmp_unsigned("<", paired, vectors)):
         body(paired, accs[0] if accs else None)
     if accs is not None:
-        # The vectors' sum first, so that rows without a tail add nothing after it.
-        b.store(_hsum(b, b.fadd(b.load(accs[0]), b.load(accs[1]))), total)
-    with cgutils.for_range_slice(b, vectors, m.k, ir.Constant(_I64, 1)) as (f, _):
+        level = cgutils.alloca_once_value(b, b.fadd(b.load(accs[0]), b.load(accs[1])))
+    done = cgutils.alloca_once_value(b, vectors)
+    tail = width // 2
+    while tail >= TAIL_LANES:
+        vty = ir.VectorType(m.ety, tail)
+        if accs is not None:
+            halved = _halve(b, b.load(level))
+            level = cgutils.alloca_once(b, vty)
+            b.store(halved, level)
+        offset = b.load(done)
+        with b.if_then(b.icmp_unsigned("<=", b.add(offset, ir.Constant(_I64, tail)), m.k)):
+            if accs is not None:
+                x2, y2 = dot_rows
+                prod = _fma(b, m.load(x2, offset, vty), m.load(y2, offset, vty), b.load(level))
+                b.store(prod, level)
+            if step_rows is not None:
+                step(offset, vty)
+            b.store(b.add(offset, ir.Constant(_I64, tail)), done)
+        tail //= 2
+    if accs is not None:
+        # The vectors' sum first, so that rows without an element tail add nothing after it.
+        b.store(_hsum(b, b.load(level)), total)
+    with cgutils.for_range_slice(b, b.load(done), m.k, ir.Constant(_I64, 1)) as (f, _):
         element(f)
     return None if accs is None else b.load(total)
 

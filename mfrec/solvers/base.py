@@ -188,7 +188,9 @@ class Solver(ABC):
     Subclasses set `name` and `default_lr`, and may override `default_optimizer`.
     The constructor receives the factors to update in place, the training set, the
     hyperparameters and the random generator (the only source of randomness, e.g. for the
-    shuffle order, which is drawn here and passed to kernels).
+    shuffle order, which is drawn here and passed to kernels). The factors object is current
+    after `sync` (or any read of ``solver.factors``); between epochs a solver may hold newer
+    values in a private copy.
     """
 
     name: ClassVar[str]
@@ -217,6 +219,17 @@ class Solver(ABC):
     def optimizer(self) -> str:
         """The optimizer in use."""
         return self.default_optimizer if self.params.optimizer is None else self.params.optimizer
+
+    def objective_and_rmse(self, reg: float, reg_bias: float) -> tuple[float, float]:
+        """J and the training RMSE of the current factors (the trainer's per-epoch figures)."""
+        # Imported here: mfrec.objective imports this module.
+        from mfrec import objective
+
+        return objective.objective_and_rmse(self.factors, self.train, reg, reg_bias)
+
+    def sync(self) -> None:  # noqa: B027 (most solvers update the factors themselves)
+        """Bring `factors` up to date. A solver that trains on a private copy of the factors
+        (sgd) copies it back here; reading `factors` through the solver does it too."""
 
     @abstractmethod
     def run_epoch(self, epoch: int) -> int:

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from mfrec.blocks import Grid, build_grid, grid_size, schedule
-from mfrec.kernels.blocked import PREFETCH, copy_in, copy_out, sgd_strata
+from mfrec import objective
+from mfrec.blocks import Grid, build_grid, grid_size
+from mfrec.kernels.blocked import (
+    PREFETCH,
+    copy_in,
+    copy_out,
+    schedule,
+    sgd_strata,
+    shuffle_blocks,
+    stream_key,
+)
+from mfrec.kernels.evaluate import grid_squared_error_sum
 from mfrec.kernels.optim import OPT_CONSTANT
 from mfrec.kernels.sgd import sgd_epoch
-from mfrec.kernels.simd import VECTOR_BYTES, padded_width
+from mfrec.kernels.simd import VECTOR_BYTES, active_width, padded_width
 from mfrec.kernels.threads import numba_threads, resolve_threads
 from mfrec.solvers.base import Factors, SolverParams, TrainSet
 from mfrec.solvers.gradient import GradientSolver
@@ -21,12 +32,13 @@ class SGD(GradientSolver):
     """Classic SGD (Funk/Koren) on J; see docs/math.md for the exact update and the order.
 
     With ``constant``/``decay`` the ratings are cut into a grid of user blocks x item blocks
-    (`mfrec.blocks`) and each epoch runs the blocked kernel `sgd_strata`: independent blocks
-    in parallel on `params.threads` threads, every block's ratings reshuffled. The result does
-    not depend on the thread count. Data too small to cut (`grid_size` = 1) run the plain
-    kernel `sgd_epoch` over one random permutation of all ratings. The adaptive optimizers run
-    the mini-batch kernel with batch size 1, which is the same algorithm with per-rating
-    optimizer steps on the touched rows.
+    (`mfrec.blocks`), shuffled within each block once, and each epoch runs the blocked kernel
+    `sgd_strata`: independent blocks in parallel on `params.threads` threads, every block
+    visited in a new random order. The result does not depend on the thread count. The kernel
+    works on a `WorkingCopy` of the factors, copied back when the factors are read (`sync`).
+    Data too small to cut (`grid_size` = 1) run the plain kernel `sgd_epoch` over one random
+    permutation of all ratings. The adaptive optimizers run the mini-batch kernel with batch
+    size 1, which is the same algorithm with per-rating optimizer steps on the touched rows.
     """
 
     name = "sgd"
@@ -49,7 +61,7 @@ class SGD(GradientSolver):
         if self.opt.code == OPT_CONSTANT:
             blocks = grid_size(len(train))
             if blocks > 1:
-                self.grid = build_grid(
+                self.grid = g = build_grid(
                     train.users,
                     train.items,
                     train.ratings,
@@ -59,14 +71,66 @@ class SGD(GradientSolver):
                     rng,
                     train.counts(),
                 )
-                self._work = WorkingCopy(factors, self.grid)
+                # Epochs walk the blocks in a new order each (`visit_walk`), starting from
+                # ratings put in random order within their blocks once, here. Epoch e's seed is
+                # `stream_key(self._seed, e)`: no draws between epochs.
+                shuffle_seed, self._seed = rng.integers(
+                    np.iinfo(np.uint64).max, size=2, dtype=np.uint64, endpoint=True
+                )
+                shuffle_blocks(g.users, g.items, g.codes, g.block_ptr, shuffle_seed)
+                columns = active_width(factors.P.shape[1], factors.P.dtype.itemsize)
+                self._work = WorkingCopy(factors, g, columns)
+                # Ratings per working row, for the penalties of J on the working copy.
+                counts_u, counts_i = train.counts()
+                self._work_counts = (counts_u[g.user_rows], counts_i[g.item_rows])
         # The solver owns the factors while it trains: they are copied into the working copy
-        # once, before the first epoch, and back after every epoch.
+        # before the first epoch, and back only when they are read (`sync`).
         self._loaded = False
+
+    @property
+    def factors(self) -> Factors:
+        """The factors, current (the working copy is copied back first if it is newer)."""
+        self.sync()
+        return self._factors
+
+    @factors.setter
+    def factors(self, value: Factors) -> None:
+        self._factors = value
+        self._stale = False
+
+    def sync(self) -> None:
+        """Copy the working rows back into the factors if an epoch changed them."""
+        if self._stale:
+            with numba_threads(resolve_threads(self.params.threads)):
+                self._work.store(self._factors)
+            self._stale = False
+
+    def objective_and_rmse(self, reg: float, reg_bias: float) -> tuple[float, float]:
+        """J and the training RMSE, from the working copy when it is newer than the factors:
+        the same figures up to the order of the float64 sums, without copying it back."""
+        if not self._stale:
+            return super().objective_and_rmse(reg, reg_bias)
+        g, w, f = self.grid, self._work, self._factors
+        sq = grid_squared_error_sum(
+            g.users,
+            g.items,
+            g.codes,
+            g.values,
+            g.block_ptr,
+            g.user_start,
+            g.item_start,
+            *w.arrays(),
+            f.P.dtype.type(f.mu),
+            f.use_bias,
+        )
+        working = Factors(*w.arrays(), f.mu, f.use_bias)
+        n = len(self.train)
+        J = objective.from_squared_error(sq, working, self._work_counts, n, reg, reg_bias)
+        return J, math.sqrt(sq / n)
 
     def run_epoch(self, epoch: int) -> int:
         """One pass over the ratings in a new random order; returns the number of ratings."""
-        f, t, p = self.factors, self.train, self.params
+        f, t, p = self._factors, self.train, self.params
         if self.opt.code != OPT_CONSTANT:
             self._minibatch_epoch(self.rng.permutation(len(t)), 1, epoch)
             return len(t)
@@ -81,34 +145,36 @@ class SGD(GradientSolver):
         g, w = self.grid, self._work
         data = (g.users, g.items, g.codes, g.values, g.block_ptr, g.user_start, g.item_start)
         threads = resolve_threads(p.threads)
-        strata = schedule(g.n_blocks, self.rng)
-        seed = self.rng.integers(np.iinfo(np.uint64).max, dtype=np.uint64, endpoint=True)
+        seed = np.uint64(stream_key(self._seed, epoch))
         prefetch = PREFETCH if w.nbytes > self.prefetch_above else 0
         with numba_threads(threads):
             if not self._loaded:
                 w.load(f)
                 self._loaded = True
+            strata = schedule(g.n_blocks, seed)
             sgd_strata(*data, strata, seed, *w.arrays(), *scalars, f.use_bias, threads, prefetch)
-            w.store(f)
+        self._stale = True
         return len(t)
 
 
 class WorkingCopy:
     """P, Q, bu, bi with rows in the grid's order, P and Q padded to whole vectors.
 
-    The blocked kernel runs on these; `load` copies the factors in (the sgd solver does it
+    The blocked kernels run on these; `load` copies the factors in (the sgd solver does it
     before its first epoch), `store` copies them back (after every epoch), so the factors the
-    trainer sees are always current. Rows are
-    64-byte aligned, so no vector load straddles two cache lines.
+    trainer sees are always current. Rows are padded to whole vectors and 64-byte aligned, so
+    no vector load straddles two cache lines; `P` and `Q` show their first `columns` (default:
+    all), at least k (the sgd kernel needs only `active_width` of them).
     """
 
-    def __init__(self, factors: Factors, grid: Grid):
+    def __init__(self, factors: Factors, grid: Grid, columns: int | None = None):
         dtype = factors.P.dtype
         width = padded_width(factors.P.shape[1], dtype.itemsize)
+        columns = width if columns is None else columns
         self.user_rows = grid.user_rows
         self.item_rows = grid.item_rows
-        self.P = aligned_zeros((len(grid.user_rows), width), dtype)
-        self.Q = aligned_zeros((len(grid.item_rows), width), dtype)
+        self.P = aligned_zeros((len(grid.user_rows), width), dtype)[:, :columns]
+        self.Q = aligned_zeros((len(grid.item_rows), width), dtype)[:, :columns]
         self.bu = np.zeros(len(grid.user_rows), dtype)
         self.bi = np.zeros(len(grid.item_rows), dtype)
 
