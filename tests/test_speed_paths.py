@@ -27,7 +27,15 @@ from mfrec.kernels.blocked import (
     visit_walk,
     visit_walk_reference,
 )
-from mfrec.kernels.simd import lanes, padded_width, prefetch_row, row_dot, row_step, row_step_dot
+from mfrec.kernels.simd import (
+    active_width,
+    lanes,
+    padded_width,
+    prefetch_row,
+    row_dot,
+    row_step,
+    row_step_dot,
+)
 from mfrec.kernels.threads import available_threads, numba_threads, resolve_threads
 from mfrec.solvers.base import DEFAULT_INIT_STD, Factors, SolverParams, TrainSet
 from mfrec.solvers.sgd import SGD, WorkingCopy, aligned_zeros
@@ -114,6 +122,36 @@ def test_row_operations_match_numpy(dtype, k, padded):
     _prefetch(X, 4)
     np.testing.assert_array_equal(X[2:], X1[2:])
     np.testing.assert_array_equal(Y[1:], Y1[1:])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("width", [4, 7, 12, 24, 104, 108, 110])
+def test_row_operations_on_the_first_columns_of_padded_rows(dtype, width):
+    """Rows of any length are covered by whole vectors, then half and quarter vectors, then
+    single elements; on a view X[:, :width] of padded rows (the sgd working copy) the columns
+    past the view are never touched."""
+    padded = padded_width(width, np.dtype(dtype).itemsize)
+    rng = np.random.default_rng(width)
+    Xf = rng.normal(size=(5, padded)).astype(dtype)
+    Yf = rng.normal(size=(4, padded)).astype(dtype)
+    X, Y = Xf[:, :width], Yf[:, :width]
+    X0, Y0, Xf0, Yf0 = X.copy(), Y.copy(), Xf.copy(), Yf.copy()
+    a, g = dtype(0.9), dtype(-0.3)
+    assert _dot(X, 2, Y, 3) == pytest.approx(X0[2] @ Y0[3], rel=1e-5)
+    dot = _step_dot(X, 0, Y, 0, a, g, 3, 1)
+    assert dot == pytest.approx(X0[3] @ Y0[1], rel=1e-5)
+    np.testing.assert_allclose(X[0], a * X0[0] + g * Y0[0], **close(dtype))
+    np.testing.assert_allclose(Y[0], a * Y0[0] + g * X0[0], **close(dtype))
+    _step(X, 4, Y, 2, a, g)
+    np.testing.assert_allclose(X[4], a * X0[4] + g * Y0[2], **close(dtype))
+    np.testing.assert_array_equal(Xf[:, width:], Xf0[:, width:])
+    np.testing.assert_array_equal(Yf[:, width:], Yf0[:, width:])
+
+
+def test_active_width_rounds_up_to_half_vectors():
+    assert active_width(100, 4) == 104 and padded_width(100, 4) == 112
+    assert active_width(100, 8) == 100 and padded_width(100, 8) == 104
+    assert active_width(1, 4) == 8 and active_width(16, 4) == 16 and active_width(17, 4) == 24
 
 
 def test_aligned_zeros_starts_on_a_vector_boundary():
