@@ -78,6 +78,19 @@ class Grid:
         """Blocks per side, B."""
         return len(self.user_start) - 1
 
+    def kernel_args(self) -> tuple[NDArray, ...]:
+        """(users, items, codes, values, block_ptr, user_start, item_start): the ratings as the
+        grid kernels (sgd, bgd, evaluation) take them, in that order."""
+        return (
+            self.users,
+            self.items,
+            self.codes,
+            self.values,
+            self.block_ptr,
+            self.user_start,
+            self.item_start,
+        )
+
     def block_sizes(self) -> NDArray[np.int64]:
         """Ratings per block, shaped (B, B)."""
         b = self.n_blocks

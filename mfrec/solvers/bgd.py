@@ -89,13 +89,7 @@ class BGD(GradientSolver):
         with numba_threads(resolve_threads(p.threads)):
             w.load(f)
             half_gradient(
-                g.users,
-                g.items,
-                g.codes,
-                g.values,
-                g.block_ptr,
-                g.user_start,
-                g.item_start,
+                *g.kernel_args(),
                 g.user_rows,
                 g.item_rows,
                 *self._counts,

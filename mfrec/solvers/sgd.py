@@ -111,18 +111,7 @@ class SGD(GradientSolver):
         if not self._stale:
             return super().objective_and_rmse(reg, reg_bias)
         g, w, f = self.grid, self._work, self._factors
-        sq = grid_squared_error_sum(
-            g.users,
-            g.items,
-            g.codes,
-            g.values,
-            g.block_ptr,
-            g.user_start,
-            g.item_start,
-            *w.arrays(),
-            f.P.dtype.type(f.mu),
-            f.use_bias,
-        )
+        sq = grid_squared_error_sum(*g.kernel_args(), *w.arrays(), f.P.dtype.type(f.mu), f.use_bias)
         working = Factors(*w.arrays(), f.mu, f.use_bias)
         n = len(self.train)
         J = objective.from_squared_error(sq, working, self._work_counts, n, reg, reg_bias)
@@ -143,7 +132,6 @@ class SGD(GradientSolver):
             )
             return len(t)
         g, w = self.grid, self._work
-        data = (g.users, g.items, g.codes, g.values, g.block_ptr, g.user_start, g.item_start)
         threads = resolve_threads(p.threads)
         seed = np.uint64(stream_key(self._seed, epoch))
         prefetch = PREFETCH if w.nbytes > self.prefetch_above else 0
@@ -152,7 +140,9 @@ class SGD(GradientSolver):
                 w.load(f)
                 self._loaded = True
             strata = schedule(g.n_blocks, seed)
-            sgd_strata(*data, strata, seed, *w.arrays(), *scalars, f.use_bias, threads, prefetch)
+            sgd_strata(
+                *g.kernel_args(), strata, seed, *w.arrays(), *scalars, f.use_bias, threads, prefetch
+            )
         self._stale = True
         return len(t)
 
