@@ -111,8 +111,8 @@ class SGD(GradientSolver):
         if not self._stale:
             return super().objective_and_rmse(reg, reg_bias)
         g, w, f = self.grid, self._work, self._factors
-        sq = grid_squared_error_sum(*g.kernel_args(), *w.arrays(), f.P.dtype.type(f.mu), f.use_bias)
-        working = Factors(*w.arrays(), f.mu, f.use_bias)
+        sq = grid_squared_error_sum(*g.kernel_args(), *w.padded(), f.P.dtype.type(f.mu), f.use_bias)
+        working = Factors(*w.padded(), f.mu, f.use_bias)
         n = len(self.train)
         J = objective.from_squared_error(sq, working, self._work_counts, n, reg, reg_bias)
         return J, math.sqrt(sq / n)
@@ -150,11 +150,13 @@ class SGD(GradientSolver):
 class WorkingCopy:
     """P, Q, bu, bi with rows in the grid's order, P and Q padded to whole vectors.
 
-    The blocked kernels run on these; `load` copies the factors in (the sgd solver does it
-    before its first epoch), `store` copies them back (after every epoch), so the factors the
-    trainer sees are always current. Rows are padded to whole vectors and 64-byte aligned, so
-    no vector load straddles two cache lines; `P` and `Q` show their first `columns` (default:
-    all), at least k (the sgd kernel needs only `active_width` of them).
+    The blocked kernels run on these; `load` copies the factors in (the solvers do it before
+    their first epoch) and `store` copies them back (bgd after every epoch, sgd when its factors
+    are read). Rows are padded to whole vectors and 64-byte aligned, so no vector load
+    straddles two cache lines. `P` and `Q` show the first `columns` of the rows (default: all),
+    at least k: the sgd kernel needs only `active_width` of them. Copies and evaluation take
+    the whole rows (`padded`), C-contiguous like the factors, so that numba compiles them once
+    for both; the padding columns are zero and change no sum.
     """
 
     def __init__(self, factors: Factors, grid: Grid, columns: int | None = None):
@@ -163,27 +165,33 @@ class WorkingCopy:
         columns = width if columns is None else columns
         self.user_rows = grid.user_rows
         self.item_rows = grid.item_rows
-        self.P = aligned_zeros((len(grid.user_rows), width), dtype)[:, :columns]
-        self.Q = aligned_zeros((len(grid.item_rows), width), dtype)[:, :columns]
+        self._P = aligned_zeros((len(grid.user_rows), width), dtype)
+        self._Q = aligned_zeros((len(grid.item_rows), width), dtype)
+        self.P = self._P[:, :columns]
+        self.Q = self._Q[:, :columns]
         self.bu = np.zeros(len(grid.user_rows), dtype)
         self.bi = np.zeros(len(grid.item_rows), dtype)
 
     def load(self, f: Factors) -> None:
         """Copy the factors in (padding columns stay zero)."""
-        copy_in(f.P, f.Q, f.bu, f.bi, self.user_rows, self.item_rows, *self.arrays())
+        copy_in(f.P, f.Q, f.bu, f.bi, self.user_rows, self.item_rows, *self.padded())
 
     def store(self, f: Factors) -> None:
         """Copy the working rows back into the factors."""
-        copy_out(*self.arrays(), self.user_rows, self.item_rows, f.P, f.Q, f.bu, f.bi)
+        copy_out(*self.padded(), self.user_rows, self.item_rows, f.P, f.Q, f.bu, f.bi)
 
     def arrays(self) -> tuple[NDArray, NDArray, NDArray, NDArray]:
         """(P, Q, bu, bi) in the kernel's argument order."""
         return self.P, self.Q, self.bu, self.bi
 
+    def padded(self) -> tuple[NDArray, NDArray, NDArray, NDArray]:
+        """(P, Q, bu, bi) with whole, C-contiguous rows of P and Q."""
+        return self._P, self._Q, self.bu, self.bi
+
     @property
     def nbytes(self) -> int:
         """Bytes of the working rows."""
-        return sum(x.nbytes for x in self.arrays())
+        return sum(x.nbytes for x in self.padded())
 
 
 def aligned_zeros(shape: tuple[int, int], dtype: np.dtype) -> NDArray:
