@@ -566,3 +566,11 @@ def test_cli_threads_option(tmp_path):
         catch_exceptions=False,
     )
     assert ok.exit_code == 0, ok.output
+
+
+def test_factors_refuse_rows_that_are_not_contiguous():
+    P = np.zeros((4, 6), np.float32)
+    with pytest.raises(ValueError, match="Factors: P must be a C-contiguous 2-D array"):
+        Factors(P[:, ::2], P, np.zeros(4), np.zeros(4), 0.0)
+    with pytest.raises(ValueError, match="Factors: Q must be a C-contiguous 2-D array"):
+        Factors(P, np.asfortranarray(P), np.zeros(4), np.zeros(4), 0.0)

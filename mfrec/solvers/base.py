@@ -56,6 +56,14 @@ class Factors:
     mu: float
     use_bias: bool = True
 
+    def __post_init__(self) -> None:
+        # The vector kernels read a row of P or Q as consecutive memory and take views of
+        # C arrays; a strided view would be read wrongly rather than refused.
+        for name in ("P", "Q"):
+            X = getattr(self, name)
+            if X.ndim != 2 or not X.flags.c_contiguous:
+                raise ValueError(f"Factors: {name} must be a C-contiguous 2-D array")
+
     @classmethod
     def initial(
         cls,
