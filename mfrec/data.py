@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from mfrec.idmap import IdMap
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,8 @@ class RatingData:
 
     def to_frame(self) -> pd.DataFrame:
         """The ratings with raw IDs, columns user, item, rating (and timestamp)."""
+        import pandas as pd
+
         cols = {
             "user": self.user_map.to_ids(self.users),
             "item": self.item_map.to_ids(self.items),

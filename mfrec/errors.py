@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MfrecError(Exception):
     """Base class of every error mfrec raises on purpose."""
@@ -69,7 +71,14 @@ class DivergenceError(MfrecError, ArithmeticError):
 
     def __init__(self, message: str, history: object = None):
         super().__init__(message)
-        self.history = history
+        # The trainer passes a mfrec.trainer.History: its DataFrame (and pandas) only when read.
+        self._history = history
+
+    @property
+    def history(self) -> Any:
+        """The history as given, or as a DataFrame if it was given as a `History`."""
+        to_frame = getattr(self._history, "to_frame", None)
+        return self._history if to_frame is None else to_frame()
 
 
 class ModelFileError(MfrecError):

@@ -1,10 +1,18 @@
-"""Raw ID <-> contiguous integer index maps; raw IDs are opaque strings (``007`` is not ``7``)."""
+"""Raw ID <-> contiguous integer index maps; raw IDs are opaque strings (``007`` is not ``7``).
+
+pandas (a quarter of a second to import) is needed only for lookups by raw ID: building a map
+and turning indices back into IDs use numpy alone, so that loading a file need not import it.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class IdMap:
@@ -14,39 +22,72 @@ class IdMap:
     prediction, or a named error).
     """
 
-    __slots__ = ("_index",)
+    __slots__ = ("_ids", "_pd_index")
 
     def __init__(self, ids: ArrayLike):
-        arr = np.asarray(ids, dtype=object).ravel()
-        if arr.size and pd.api.types.infer_dtype(arr, skipna=False) != "string":
+        arr = np.array(ids, dtype=object).ravel()
+        if not _all_strings(arr):
             arr = np.array([str(x) for x in arr], dtype=object)
-        index = pd.Index(arr, dtype=object)
-        if not index.is_unique:
-            dup = index[index.duplicated()][0]
-            raise ValueError(f"IdMap: duplicate ID {dup!r}")
-        self._index = index
+        if len(set(arr.tolist())) != len(arr):
+            raise ValueError(f"IdMap: duplicate ID {_first_repeat(arr)!r}")
+        self._set(arr)
+
+    @classmethod
+    def _from_distinct_strings(cls, ids: NDArray[np.object_]) -> IdMap:
+        """A map over `ids`, which the caller knows to be distinct ``str``: no checks, no copy."""
+        new = cls.__new__(cls)
+        new._set(ids)
+        return new
+
+    def _set(self, ids: NDArray[np.object_]) -> None:
+        # Read-only, as pandas hands out an Index's values: a caller cannot renumber the map.
+        ids.flags.writeable = False
+        self._ids = ids
+        self._pd_index = None
 
     @classmethod
     def factorize(cls, values: ArrayLike) -> tuple[NDArray[np.int32], IdMap]:
         """Number the distinct values in order of first appearance; return (codes, map)."""
-        codes, uniques = pd.factorize(np.asarray(values, dtype=object), sort=False)
-        return codes.astype(np.int32, copy=False), cls(uniques)
+        arr = np.asarray(values, dtype=object).ravel()
+        if not _all_strings(arr):
+            # Missing values (code -1) and mixed types keep pandas' rules.
+            import pandas as pd
+
+            codes, uniques = pd.factorize(arr, sort=False)
+            return codes.astype(np.int32, copy=False), cls(uniques)
+        values_list = arr.tolist()
+        numbering = {v: k for k, v in enumerate(dict.fromkeys(values_list))}
+        codes = np.fromiter(map(numbering.__getitem__, values_list), np.int32, len(values_list))
+        return codes, cls._from_distinct_strings(np.array(list(numbering), dtype=object))
+
+    @property
+    def _index(self) -> pd.Index:
+        """The IDs as a pandas Index, built on the first lookup by raw ID."""
+        if self._pd_index is None:
+            import pandas as pd
+
+            self._pd_index = pd.Index(self._ids, dtype=object)
+        return self._pd_index
 
     @property
     def ids(self) -> NDArray[np.object_]:
-        """The raw IDs, position i holding the ID of index i."""
-        return self._index.to_numpy(dtype=object)
+        """The raw IDs, position i holding the ID of index i (read-only)."""
+        return self._ids
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self._ids)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, IdMap) and self._index.equals(other._index)
+        return (
+            isinstance(other, IdMap)
+            and len(self) == len(other)
+            and bool((self._ids == other._ids).all())
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        head = ", ".join(repr(x) for x in self._index[:3])
+        head = ", ".join(repr(x) for x in self._ids[:3])
         return f"IdMap({len(self)} ids: {head}{', ...' if len(self) > 3 else ''})"
 
     def __contains__(self, raw: object) -> bool:
@@ -67,7 +108,7 @@ class IdMap:
 
     def to_ids(self, idx: ArrayLike) -> NDArray[np.object_]:
         """Raw IDs of the given indices."""
-        return self._index.to_numpy(dtype=object)[np.asarray(idx, dtype=np.intp)]
+        return self._ids[np.asarray(idx, dtype=np.intp)]
 
     def take(self, idx: ArrayLike) -> IdMap:
         """A new map holding only the IDs at `idx`, renumbered in that order."""
@@ -77,4 +118,19 @@ class IdMap:
         """The IDs as a fixed-width unicode array, storable with ``allow_pickle=False``."""
         if len(self) == 0:
             return np.array([], dtype="<U1")
-        return np.asarray(self._index.to_numpy(dtype=object), dtype=str)
+        return np.asarray(self._ids, dtype=str)
+
+
+def _all_strings(arr: NDArray[np.object_]) -> bool:
+    """Whether every element is a ``str`` (what pandas' ``infer_dtype`` calls "string")."""
+    return all(isinstance(x, str) for x in arr.tolist())
+
+
+def _first_repeat(arr: NDArray[np.object_]) -> str:
+    """The first element equal to an earlier one (the one pandas' ``duplicated`` flags first)."""
+    seen = set()
+    for x in arr.tolist():
+        if x in seen:
+            return x
+        seen.add(x)
+    raise ValueError("no repeated element")

@@ -12,7 +12,7 @@ import logging
 import math
 import os
 from numbers import Integral, Real
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -21,6 +21,7 @@ from mfrec import objective
 from mfrec.data import RatingData
 from mfrec.errors import DataFormatError, ModelFileError, NotFittedError, ParameterError
 from mfrec.idmap import IdMap
+from mfrec.kernels import native
 from mfrec.solvers.base import (
     DEFAULT_FACTORS,
     DEFAULT_INIT_STD,
@@ -31,6 +32,11 @@ from mfrec.solvers.base import (
     SolverParams,
     TrainSet,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mfrec.trainer import History
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +96,9 @@ class MatrixFactorization:
         CSR of the items each user rated in training (``seen_indices_[seen_indptr_[u]:
         seen_indptr_[u + 1]]``), the ratings a recommendation leaves out.
     history_ : DataFrame
-        One row per epoch, see `mfrec.trainer`.
+        One row per epoch, see `mfrec.trainer` (built from `history_data_` on first access).
+    history_data_ : mfrec.trainer.History
+        The same history as numpy columns.
     best_epoch_, n_epochs_, stop_reason_ : int, int, str
         The epoch whose factors were kept, the epochs run, and why training stopped.
     train_rmse_, validation_rmse_ : float
@@ -287,22 +295,30 @@ class MatrixFactorization:
                     len(held_out),
                 )
 
-        result = train(
-            trainset,
-            solver_cls,
-            params,
-            factors=DEFAULT_FACTORS if self.factors is None else int(self.factors),
-            epochs=self.epochs,
-            init_std=float(self.init_std),
-            use_bias=bool(self.use_bias),
-            seed=seed,
-            validation=valset,
-            patience=self.patience,
-            progress=bool(self.progress),
-        )
-        # A counting sort, not trainset.by_user(): that argsort and its grouped copies of the
-        # ratings cost gigabytes at 100M ratings, and only the item indices are kept.
-        seen_indptr, seen_indices = group_by_row(trainset.users, trainset.items, trainset.n_users)
+        factors = DEFAULT_FACTORS if self.factors is None else int(self.factors)
+        epochs = solver_cls.default_epochs if self.epochs is None else int(self.epochs)
+        # A small fit starts faster on kernels built ahead of time than on numba's JIT
+        # (same results: `mfrec.kernels.native`).
+        small = native.worthwhile(len(trainset), epochs, factors, params.threads)
+        with native.use(small):
+            result = train(
+                trainset,
+                solver_cls,
+                params,
+                factors=factors,
+                epochs=self.epochs,
+                init_std=float(self.init_std),
+                use_bias=bool(self.use_bias),
+                seed=seed,
+                validation=valset,
+                patience=self.patience,
+                progress=bool(self.progress),
+            )
+            # A counting sort, not trainset.by_user(): that argsort and its grouped copies of
+            # the ratings cost gigabytes at 100M ratings, and only the item indices are kept.
+            seen_indptr, seen_indices = group_by_row(
+                trainset.users, trainset.items, trainset.n_users
+            )
         logger.info("seen items indexed (%d ratings)", len(seen_indices))
         self._set_fitted(
             user_factors=result.factors.P,
@@ -315,20 +331,29 @@ class MatrixFactorization:
             scale=train_data.scale,
             seen_indptr=seen_indptr,
             seen_indices=seen_indices,
-            history=result.history,
+            history=result.history_data,
             best_epoch=result.best_epoch,
             stop_reason=result.stop_reason,
             seed=seed,
         )
         return self
 
-    def _set_fitted(self, **attrs: Any) -> None:
+    def _set_fitted(self, *, history: History | pd.DataFrame, **attrs: Any) -> None:
+        from mfrec.trainer import History
+
         for name, value in attrs.items():
             setattr(self, name + "_", value)
-        best = self.history_.loc[self.history_["epoch"] == self.best_epoch_].iloc[0]
-        self.n_epochs_ = int(self.history_["epoch"].iloc[-1])
+        self.history_data_ = History.of(history)
+        best = self.history_data_.row(self.best_epoch_)
+        self.n_epochs_ = int(self.history_data_.columns["epoch"][-1])
         self.train_rmse_ = float(best["train_rmse"])
         self.validation_rmse_ = float(best.get("validation_rmse", math.nan))
+
+    @property
+    def history_(self) -> pd.DataFrame:
+        """One row per epoch, see `mfrec.trainer` (a DataFrame built on first access)."""
+        self._check_fitted()
+        return self.history_data_.to_frame()
 
     def to_factors(self) -> Factors:
         """The fitted parameters as the solvers' `Factors` (sharing the arrays)."""
@@ -454,9 +479,9 @@ class MatrixFactorization:
         self._check_fitted()
         n_users, n_items = len(self.user_map_), len(self.item_map_)
         n_ratings = len(self.seen_indices_)
-        history = self.history_
+        history = self.history_data_.columns
         figures = [c for c in ("objective", "train_rmse", "validation_rmse") if c in history]
-        best = history.loc[history["epoch"] == self.best_epoch_].iloc[0]
+        best = self.history_data_.row(self.best_epoch_)
         return {
             "solver": self.solver,
             "factors": int(self.user_factors_.shape[1]),
@@ -471,8 +496,8 @@ class MatrixFactorization:
             "epochs": self.n_epochs_,
             "best_epoch": int(self.best_epoch_),
             "stop_reason": self.stop_reason_,
-            "seconds": float(history["seconds"].iloc[-1]) if "seconds" in history else None,
-            "final": {c: float(history[c].iloc[-1]) for c in figures},
+            "seconds": float(history["seconds"][-1]) if "seconds" in history else None,
+            "final": {c: float(history[c][-1]) for c in figures},
             "best": {c: float(best[c]) for c in figures},
             "seed": int(self.seed_),
             "hyperparameters": self._saved_params(),
@@ -500,7 +525,7 @@ class MatrixFactorization:
         (indptr, indices) of the items each user rated, which recommendations leave out;
         none by default. `params` are constructor parameters, kept for the record.
         """
-        import pandas as pd
+        from mfrec.trainer import History
 
         P = np.ascontiguousarray(user_factors)
         Q = np.ascontiguousarray(item_factors)
@@ -531,7 +556,7 @@ class MatrixFactorization:
             scale=(float(scale[0]), float(scale[1])),
             seen_indptr=np.asarray(seen[0], dtype=np.int64),
             seen_indices=np.asarray(seen[1], dtype=np.int32),
-            history=pd.DataFrame({"epoch": [0], "train_rmse": [math.nan]}),
+            history=History({"epoch": np.zeros(1, np.int64), "train_rmse": np.full(1, math.nan)}),
             best_epoch=0,
             stop_reason="from_factors",
             seed=0,
@@ -560,7 +585,7 @@ class MatrixFactorization:
                 seen_indptr=self.seen_indptr_,
                 seen_indices=self.seen_indices_,
                 hyperparameters=self._saved_params(),
-                history=self.history_,
+                history=self.history_data_,
                 seed=self.seed_,
                 best_epoch=self.best_epoch_,
                 stop_reason=self.stop_reason_,
@@ -600,7 +625,7 @@ class MatrixFactorization:
             scale=saved.scale,
             seen_indptr=saved.seen_indptr,
             seen_indices=saved.seen_indices,
-            history=saved.history,
+            history=saved.history_data,
             best_epoch=saved.best_epoch,
             stop_reason=saved.stop_reason,
             seed=saved.seed,

@@ -15,15 +15,19 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from mfrec.atomic import atomic_open
 from mfrec.errors import ModelFileError
 from mfrec.idmap import IdMap
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mfrec.trainer import History
 
 FORMAT_NAME = "mfrec-model"
 FORMAT_VERSION = 1
@@ -42,7 +46,11 @@ _SCALARS = (
 
 @dataclass(eq=False)
 class SavedModel:
-    """The contents of a model file, independent of the estimator that wrote it."""
+    """The contents of a model file, independent of the estimator that wrote it.
+
+    `history` may be given as a DataFrame or a `mfrec.trainer.History`. It is kept as the
+    History in `history_data`; reading `history` gives the DataFrame, built on first access.
+    """
 
     P: NDArray[np.floating]
     Q: NDArray[np.floating]
@@ -56,11 +64,30 @@ class SavedModel:
     seen_indptr: NDArray[np.int64]
     seen_indices: NDArray[np.int32]
     hyperparameters: dict[str, Any]
-    history: pd.DataFrame
+    history: pd.DataFrame | History
     seed: int
     best_epoch: int
     stop_reason: str
     mfrec_version: str = field(default="")
+    history_data: History = field(init=False, repr=False)
+
+
+def _history_frame(self: SavedModel) -> pd.DataFrame:
+    return self.history_data.to_frame()
+
+
+def _set_history(self: SavedModel, history: pd.DataFrame | History) -> None:
+    from mfrec.trainer import History
+
+    self.history_data = History.of(history)
+
+
+# A property, so that neither saving nor loading builds the DataFrame (or imports pandas).
+# Attached after @dataclass, which would take one in the class body for the field's default;
+# the generated __init__ stores `history=` through the setter.
+SavedModel.history = property(  # type: ignore[assignment,method-assign]
+    _history_frame, _set_history, doc="The history as a DataFrame (built on first access)."
+)
 
 
 def save_model(path: str | os.PathLike[str], model: SavedModel) -> Path:
@@ -90,10 +117,10 @@ def save_model(path: str | os.PathLike[str], model: SavedModel) -> Path:
         "seed": np.array(model.seed, dtype=np.int64),
         "best_epoch": np.array(model.best_epoch, dtype=np.int64),
         "stop_reason": np.array(model.stop_reason),
-        "history_columns": np.array(list(model.history.columns), dtype=str),
+        "history_columns": np.array(list(model.history_data.columns), dtype=str),
     }
-    for column in model.history.columns:
-        arrays[f"history/{column}"] = model.history[column].to_numpy()
+    for column, values in model.history_data.columns.items():
+        arrays[f"history/{column}"] = values
     # Given a file object, numpy writes exactly there (it appends ".npz" only to names).
     with atomic_open(path, "wb") as fh:
         np.savez(fh, **arrays)
@@ -144,7 +171,9 @@ def _read(path: Path, archive: np.lib.npyio.NpzFile) -> SavedModel:
     missing = [key for key in required if key not in archive]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
-    history = pd.DataFrame({c: archive[f"history/{c}"] for c in columns}, columns=columns)
+    from mfrec.trainer import History
+
+    history = History({c: archive[f"history/{c}"] for c in columns})
     model = SavedModel(
         P=archive["P"],
         Q=archive["Q"],

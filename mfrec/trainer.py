@@ -14,6 +14,9 @@ History columns (one row per epoch; row 0 is the starting point, before any upda
                      that solvers compare on the work they do (row 0 holds the setup time)
     eval_seconds     cumulative time spent evaluating the rows
     updates          cumulative parameter updates reported by the solver
+
+`History` keeps them as numpy columns (int64 for epoch and updates, float64 otherwise); the
+pandas DataFrame users see is built from it on first access.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+from numpy.typing import ArrayLike, NDArray
 
 from mfrec import objective
 from mfrec.errors import DivergenceError, ParameterError
@@ -39,6 +43,9 @@ from mfrec.solvers.base import (
     SolverParams,
     TrainSet,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -55,21 +62,80 @@ STOP_PATIENCE = "patience"
 STOP_CALLBACK = "callback"
 
 
+class History:
+    """The history of a run (one row per epoch, see above) as plain numpy columns.
+
+    Training, saving a model and `mfrec train` read `columns`; the DataFrame users see
+    (`TrainResult.history`, `MatrixFactorization.history_`) is built by the first `to_frame`
+    and kept. Importing pandas alone takes about as long as a whole `mfrec train` on
+    MovieLens 100k should, so nothing on that path may need it.
+    """
+
+    def __init__(self, columns: Mapping[str, ArrayLike]):
+        self.columns: dict[str, NDArray] = {name: np.asarray(v) for name, v in columns.items()}
+        self._frame: pd.DataFrame | None = None
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Mapping[str, float]]) -> History:
+        """Columns from history rows, typed as pandas types Python numbers: int64 or float64."""
+        names = list(rows[0]) if rows else []
+        return cls({name: _column([row[name] for row in rows]) for name in names})
+
+    @classmethod
+    def of(cls, history: History | pd.DataFrame) -> History:
+        """`history` as a History; a DataFrame is kept as the one `to_frame` gives back."""
+        if isinstance(history, History):
+            return history
+        made = cls({name: history[name].to_numpy() for name in history.columns})
+        made._frame = history
+        return made
+
+    def __len__(self) -> int:
+        """Rows: the epochs run plus the starting point."""
+        return len(next(iter(self.columns.values()), ()))
+
+    def row(self, epoch: int) -> dict[str, float]:
+        """The figures of `epoch` as Python numbers (its first row; IndexError if none)."""
+        i = int(np.flatnonzero(self.columns["epoch"] == epoch)[0])
+        return {name: values[i].item() for name, values in self.columns.items()}
+
+    def to_frame(self) -> pd.DataFrame:
+        """The history as a DataFrame, one row per epoch (built on the first call only)."""
+        if self._frame is None:
+            import pandas as pd
+
+            self._frame = pd.DataFrame(self.columns)
+        return self._frame
+
+
+def _column(values: list[float]) -> NDArray:
+    column = np.asarray(values)
+    if column.dtype.kind in "iu":
+        return column.astype(np.int64)
+    return column.astype(np.float64) if column.dtype.kind == "f" else column
+
+
 @dataclass(eq=False)
 class TrainResult:
     """What `train` returns.
 
     `factors` are those of `best_epoch`: the last epoch run, or with early stopping (`patience`)
     the epoch with the lowest validation RMSE. `stop_reason` is ``"epochs"`` (all epochs ran),
-    ``"patience"`` (early stopping) or ``"callback"``.
+    ``"patience"`` (early stopping) or ``"callback"``. `history_data` holds the history's
+    columns; `history` is the same as a DataFrame.
     """
 
     factors: Factors
-    history: pd.DataFrame
+    history_data: History
     best_epoch: int
     stop_reason: str
     solver: str
     lr: float
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """One row per epoch, see the module docstring (built on first access)."""
+        return self.history_data.to_frame()
 
     @property
     def stopped_early(self) -> bool:
@@ -79,7 +145,7 @@ class TrainResult:
     @property
     def n_epochs(self) -> int:
         """Epochs actually run."""
-        return int(self.history["epoch"].iloc[-1])
+        return int(self.history_data.columns["epoch"][-1])
 
 
 def train(
@@ -170,7 +236,7 @@ def train(
                 break
 
     best_epoch, best = loop.best()
-    history = pd.DataFrame(loop.rows, columns=list(loop.rows[0]))
+    history = History.from_rows(loop.rows)
     logger.info(
         "%s: %d epochs (%s), best epoch %d, %.3f s solver, %.3f s evaluation",
         solver_cls.name,
@@ -263,7 +329,7 @@ class _Loop:
         else:
             # A solver without a step size (als) can only be steadied by more regularization.
             advice = f"with reg={self.params.reg:g}: try a larger --reg"
-        raise DivergenceError(f"{what} {advice}", history=pd.DataFrame(self.rows))
+        raise DivergenceError(f"{what} {advice}", history=History.from_rows(self.rows))
 
     def _track_best(self, epoch: int, rmse: float) -> None:
         if rmse < self.best_rmse:

@@ -15,6 +15,7 @@ from mfrec.kernels.gradient import (
     sort_blocks,
     sort_blocks_reference,
 )
+from mfrec.kernels.layout import padded_width
 from mfrec.kernels.optim import (
     OPT_ADAGRAD,
     OPT_ADAM,
@@ -24,7 +25,7 @@ from mfrec.kernels.optim import (
     apply_rows_parallel,
     apply_rows_reference,
 )
-from mfrec.kernels.simd import gather_axpy, padded_width, scatter_axpy
+from mfrec.kernels.simd import gather_axpy, scatter_axpy
 from mfrec.kernels.threads import available_threads, numba_threads
 from mfrec.solvers.base import DEFAULT_INIT_STD, Factors, SolverParams
 from mfrec.solvers.bgd import BGD

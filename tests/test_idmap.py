@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -75,3 +77,40 @@ def test_loader_keeps_any_id_exactly(tmp_path_factory, rows):
     frame = load_ratings(path, sep=",", header=True).to_frame()
     got = list(zip(frame.user, frame.item, frame.rating.astype(int), strict=True))
     assert got == [(u, i, r) for u, i, r in rows]
+
+
+@given(st.lists(st.sampled_from(["7", "007", "a", "b", "é", ""]), max_size=30))
+def test_factorize_numbers_strings_as_pandas_does(values):
+    pd = pytest.importorskip("pandas")
+    codes, m = IdMap.factorize(values)
+    expected_codes, expected_ids = pd.factorize(np.asarray(values, dtype=object), sort=False)
+    assert codes.dtype == np.int32 and codes.tolist() == expected_codes.tolist()
+    assert list(m.ids) == list(expected_ids)
+
+
+def test_factorize_of_other_values_keeps_pandas_rules():
+    codes, m = IdMap.factorize([3, None, 3, 1.5])
+    assert codes.tolist() == [0, -1, 0, 1] and list(m.ids) == ["3", "1.5"]
+    with pytest.raises(ValueError, match="IdMap: duplicate ID '3'"):
+        IdMap.factorize([3, "3"])
+
+
+def test_maps_are_built_and_read_without_pandas():
+    code = (
+        "import sys; import numpy as np; from mfrec.idmap import IdMap; "
+        "codes, m = IdMap.factorize(np.array(['b', 'a', 'b'])); "
+        "t = m.take([1]); "
+        "assert codes.tolist() == [0, 1, 0] and list(t.ids) == ['a'] and m == IdMap(['b', 'a']); "
+        "assert list(m.to_ids([1, 0])) == ['a', 'b'] and m.to_array().tolist() == ['b', 'a']; "
+        "repr(m); "
+        "assert 'pandas' not in sys.modules"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_ids_are_read_only():
+    m = IdMap(["a", "b"])
+    with pytest.raises(ValueError):
+        m.ids[0] = "c"
+    assert IdMap(["a", "b"]) == m and IdMap(["b", "a"]) != m and IdMap(["a"]) != m

@@ -29,6 +29,12 @@ def triples(data) -> list[tuple[str, str, float]]:
     return list(zip(frame.user, frame.item, frame.rating.astype(float), strict=True))
 
 
+@pytest.fixture
+def pandas_parser(monkeypatch):
+    """Files read by pandas' C parser, as those too big for `mfrec.plaintext` are."""
+    monkeypatch.setattr("mfrec.load.PLAIN_MAX_BYTES", -1)
+
+
 def error_of(path: Path, **kwargs) -> str:
     with pytest.raises(DataFormatError) as info:
         load_ratings(path, **kwargs)
@@ -77,7 +83,10 @@ def test_multi_character_separator_that_is_not_repeated(tmp_path):
     assert triples(data) == EXPECTED
 
 
-def test_double_colon_with_colons_inside_ids(tmp_path):
+@pytest.mark.parametrize("parser", ["plain", "pandas"])
+def test_double_colon_with_colons_inside_ids(tmp_path, monkeypatch, parser):
+    if parser == "pandas":
+        monkeypatch.setattr("mfrec.load.PLAIN_MAX_BYTES", -1)
     # IDs that hold ":" must not be cut by the fast single-character split.
     data = load_ratings(write(tmp_path, "a:1::x::5\nb::y:2::3\n"), sep="::")
     assert triples(data) == [("a:1", "x", 5.0), ("b", "y:2", 3.0)]
@@ -341,7 +350,7 @@ def test_bad_lines_are_named(tmp_path, content, message):
     assert error_of(write(tmp_path, content)) == message
 
 
-def test_bad_line_far_into_a_multi_chunk_file(tmp_path, monkeypatch):
+def test_bad_line_far_into_a_multi_chunk_file(tmp_path, monkeypatch, pandas_parser):
     monkeypatch.setattr("mfrec.load.CHUNK_ROWS", 100)
     lines = [f"{k},{k % 7},{1 + k % 5}" for k in range(1000)]
     lines[733] = "733,1,five"
@@ -436,7 +445,7 @@ def test_movielens_100k_with_its_preset_and_detected():
     assert detected.user_map == by_preset.user_map
 
 
-def test_colon_inside_an_id_past_the_sniffed_head(tmp_path, monkeypatch):
+def test_colon_inside_an_id_past_the_sniffed_head(tmp_path, monkeypatch, pandas_parser):
     monkeypatch.setattr("mfrec.load.SNIFF_BYTES", 64)
     lines = [f"{k}::{k % 3}::4" for k in range(40)] + ["x:y::1::2"]
     data = load_ratings(write(tmp_path, "\n".join(lines) + "\n"), sep="::")
@@ -478,7 +487,7 @@ def columns_of(data):
 
 
 @pytest.mark.parametrize("compressed", [False, True])
-def test_more_rows_than_expected_grow_the_columns(tmp_path, monkeypatch, compressed):
+def test_more_rows_than_expected_grow_the_columns(tmp_path, monkeypatch, compressed, pandas_parser):
     monkeypatch.setattr("mfrec.load.CHUNK_ROWS", 100)
     monkeypatch.setattr("mfrec.load.ROWS_MARGIN", 0.0)  # expect only 1024 rows
     raw = ("\n".join(numbered_lines(3000)) + "\n").encode()
@@ -488,7 +497,9 @@ def test_more_rows_than_expected_grow_the_columns(tmp_path, monkeypatch, compres
     assert data.ratings.dtype == np.float32
 
 
-def test_a_chunk_needing_float64_widens_the_ratings_read_before(tmp_path, monkeypatch):
+def test_a_chunk_needing_float64_widens_the_ratings_read_before(
+    tmp_path, monkeypatch, pandas_parser
+):
     monkeypatch.setattr("mfrec.load.CHUNK_ROWS", 100)
     lines = numbered_lines(350)
     lines[260] = f"u{260 % 97},i260,0.1,1260"
@@ -523,7 +534,9 @@ def test_columns_take_chunks_without_reallocating_while_they_fit():
     assert stamps is None
 
 
-def test_arrow_memory_kept_for_reuse_is_handed_back_after_the_parse(tmp_path, monkeypatch):
+def test_arrow_memory_kept_for_reuse_is_handed_back_after_the_parse(
+    tmp_path, monkeypatch, pandas_parser
+):
     pyarrow = pytest.importorskip("pyarrow")
     released = []
 

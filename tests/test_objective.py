@@ -15,7 +15,7 @@ from mfrec.kernels.evaluate import (
     weighted_sq_norm,
     weighted_sq_norm_reference,
 )
-from mfrec.kernels.simd import active_width
+from mfrec.kernels.layout import active_width
 from mfrec.kernels.threads import numba_threads, resolve_threads
 from mfrec.solvers.base import Factors, TrainSet
 from mfrec.solvers.sgd import WorkingCopy

@@ -27,15 +27,8 @@ from mfrec.kernels.blocked import (
     visit_walk,
     visit_walk_reference,
 )
-from mfrec.kernels.simd import (
-    active_width,
-    lanes,
-    padded_width,
-    prefetch_row,
-    row_dot,
-    row_step,
-    row_step_dot,
-)
+from mfrec.kernels.layout import active_width, lanes, padded_width
+from mfrec.kernels.simd import prefetch_row, row_dot, row_step, row_step_dot
 from mfrec.kernels.threads import available_threads, numba_threads, resolve_threads
 from mfrec.solvers.base import DEFAULT_INIT_STD, Factors, SolverParams, TrainSet
 from mfrec.solvers.sgd import SGD, WorkingCopy, aligned_zeros

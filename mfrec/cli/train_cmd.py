@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import math
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +23,7 @@ from mfrec.cli.train_options import model_options, option_message, params_file_o
 if TYPE_CHECKING:
     from mfrec.data import RatingData
     from mfrec.model import MatrixFactorization
+    from mfrec.trainer import History
 
 ENGINE_NAMES = ("local", "dask")
 # Options of --engine dask, as the command receives them.
@@ -160,10 +164,7 @@ def train(
     seconds = time.perf_counter() - start
     model.save(output)
     if history is not None:
-        from mfrec.atomic import atomic_open
-
-        with atomic_open(history, newline="") as fh:
-            model.history_.to_csv(fh, index=False)
+        _write_history(history, model.history_data_)
     click.echo(_summary(model, seconds))
 
 
@@ -211,11 +212,27 @@ def _validation(value: str | None, load_options: dict[str, Any]) -> float | Rati
     return fraction
 
 
+def _write_history(path: Path, history: History) -> None:
+    """The history as CSV, exactly as ``DataFrame.to_csv(index=False)`` writes it."""
+    from mfrec.atomic import atomic_open
+
+    columns = [values.tolist() for values in history.columns.values()]
+    with atomic_open(path, newline="") as fh:
+        # pandas ends lines with os.linesep and writes NaN as an empty field; repr of a Python
+        # float is the shortest round trip, as pandas writes a float64.
+        writer = csv.writer(fh, lineterminator=os.linesep)
+        writer.writerow(history.columns)
+        writer.writerows(
+            ["" if isinstance(v, float) and math.isnan(v) else v for v in row]
+            for row in zip(*columns, strict=True)
+        )
+
+
 def _summary(model: MatrixFactorization, seconds: float) -> str:
     epochs = f"{model.n_epochs_} epochs"
     if model.stop_reason_ == "patience":
         epochs += f" (early stop, best {model.best_epoch_})"
     line = f"{model.solver}: {epochs}, train RMSE {model.train_rmse_:.4f}"
-    if "validation_rmse" in model.history_:
+    if "validation_rmse" in model.history_data_.columns:
         line += f", validation RMSE {model.validation_rmse_:.4f}"
     return line + f", {seconds:.2f} s"

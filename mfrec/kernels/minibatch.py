@@ -32,12 +32,15 @@ for every touched row. ``hyper`` is ``(lr, beta1, beta2, eps)``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 from numpy.typing import NDArray
 
 from mfrec.kernels import FASTMATH
+from mfrec.kernels.jit import lazy, njit, prange
 from mfrec.kernels.optim import apply_rows, apply_rows_reference
-from mfrec.kernels.simd import gather_axpy, row_axpy, row_dot, row_scale
+
+gather_axpy, row_axpy, row_dot, row_scale = lazy(
+    "mfrec.kernels.simd", "gather_axpy", "row_axpy", "row_dot", "row_scale"
+)
 
 #: Batches of at least this many ratings run on all threads (module docstring).
 PARALLEL_BATCH = 2048

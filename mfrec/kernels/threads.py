@@ -1,4 +1,8 @@
-"""How many threads the parallel kernels (numba ``prange``) may use."""
+"""How many threads the parallel kernels (numba ``prange``) may use.
+
+While the ahead-of-time kernels are in use (`mfrec.kernels.native`) they run on one thread,
+and numba is not imported to ask.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import numba
+from mfrec.kernels import native
 
 logger = logging.getLogger(__name__)
 
@@ -20,12 +24,20 @@ os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 
 def available_threads() -> int:
-    """Threads numba can run: the cores it found at start-up (or NUMBA_NUM_THREADS)."""
+    """Threads numba can run: the cores it found at start-up (or NUMBA_NUM_THREADS); 1 while
+    the ahead-of-time kernels are in use."""
+    if native.active():
+        return 1
+    import numba
+
     return int(numba.config.NUMBA_NUM_THREADS)
 
 
 def resolve_threads(threads: int | None) -> int:
-    """`threads` (None: all available), capped at what numba can run."""
+    """`threads` (None: all available), capped at what numba can run (1 while the
+    ahead-of-time kernels are in use)."""
+    if native.active():
+        return 1
     most = available_threads()
     if threads is None:
         return most
@@ -37,6 +49,11 @@ def resolve_threads(threads: int | None) -> int:
 @contextmanager
 def numba_threads(threads: int) -> Iterator[None]:
     """Run parallel kernels with `threads` threads inside the block, then restore the setting."""
+    if native.active():
+        yield
+        return
+    import numba
+
     before = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:

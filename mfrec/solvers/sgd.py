@@ -20,9 +20,9 @@ from mfrec.kernels.blocked import (
     stream_key,
 )
 from mfrec.kernels.evaluate import grid_squared_error_sum
+from mfrec.kernels.layout import VECTOR_BYTES, active_width, padded_width
 from mfrec.kernels.optim import OPT_CONSTANT
 from mfrec.kernels.sgd import sgd_epoch
-from mfrec.kernels.simd import VECTOR_BYTES, active_width, padded_width
 from mfrec.kernels.threads import numba_threads, resolve_threads
 from mfrec.solvers.base import Factors, SolverParams, TrainSet
 from mfrec.solvers.gradient import GradientSolver
