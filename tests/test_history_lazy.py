@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from test_trainer import Exploding
 
 from mfrec import model, modelfile, trainer
 from mfrec.cli import cli, train_cmd
@@ -28,7 +29,7 @@ from mfrec.data import RatingData
 from mfrec.errors import DivergenceError
 from mfrec.idmap import IdMap
 from mfrec.model import MatrixFactorization
-from mfrec.solvers.base import Solver, TrainSet
+from mfrec.solvers.base import TrainSet
 from mfrec.trainer import History, train
 
 COLUMNS = [
@@ -87,19 +88,6 @@ def no_frames(monkeypatch):
         raise AssertionError("the history DataFrame was built")
 
     monkeypatch.setattr(History, "to_frame", refuse)
-
-
-class Exploding(Solver):
-    """Multiplies the factors by 10 each epoch: J grows until the trainer calls it diverged."""
-
-    name = "exploding"
-    default_lr = 0.25
-    default_epochs = 10
-
-    def run_epoch(self, epoch: int) -> int:
-        self.factors.P *= 10
-        self.factors.Q *= 10
-        return 1
 
 
 # -- the same DataFrames as before -------------------------------------------------------------
