@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -45,7 +47,8 @@ def built(tmp_path_factory):
 def test_native_fit_is_the_jit_fit_bit_for_bit(built):
     where, on_native = built
     on_jit = _fit(_ratings())
-    assert len(list(where.glob("sgd_strata-*"))) == 1
+    assert len(list(native.build_dir().glob("sgd_strata-*"))) == 0  # not this folder
+    assert len(list((where / native.build_id()[:20]).glob("sgd_strata-*"))) == 1
     for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_"):
         np.testing.assert_array_equal(getattr(on_native, name), getattr(on_jit, name))
     np.testing.assert_array_equal(on_native.history_["objective"], on_jit.history_["objective"])
@@ -138,9 +141,7 @@ def test_a_failed_build_falls_back_to_the_jit_and_is_remembered(monkeypatch, tmp
         strata = schedule(4, np.uint64(7))
     np.testing.assert_array_equal(strata, schedule(4, np.uint64(7)))
     assert "ahead-of-time kernels unavailable here, using numba's JIT: no C compiler" in caplog.text
-    assert (tmp_path / f"unavailable-{native.build_id()[:20]}.txt").read_text() == (
-        "OSError: no C compiler\n"
-    )
+    assert (native.build_dir() / "unavailable.txt").read_text() == ("OSError: no C compiler\n")
     monkeypatch.delitem(sys.modules, "numba", raising=False)
     assert not native.worthwhile(1000, 1, 1, 1)
 
@@ -150,12 +151,27 @@ def test_a_damaged_module_is_removed_and_the_jit_runs(monkeypatch, tmp_path, cap
     monkeypatch.setattr(native, "_loaded", {})
     args = (5, np.uint64(9))
     path = native.module_path(schedule, native.signature_key(args))
+    path.parent.mkdir()
     path.write_bytes(b"not a shared object")
     caplog.set_level(logging.WARNING, logger="mfrec.kernels.native")
     with native.use(True):
         strata = schedule(*args)
     np.testing.assert_array_equal(strata, schedule(*args))
     assert f"cannot load {path.name}" in caplog.text and not path.exists()
+
+
+def test_a_new_build_removes_old_builds_only(monkeypatch, tmp_path):
+    monkeypatch.setenv("MFREC_NATIVE_DIR", str(tmp_path))
+    stale, recent = tmp_path / "stale", tmp_path / "recent"
+    for folder in (stale, recent):
+        folder.mkdir()
+        (folder / "kernel.so").write_bytes(b"")
+    month_ago = time.time() - (native.KEEP_DAYS + 1) * 86400
+    os.utime(stale, (month_ago, month_ago))
+    native.build_dir().mkdir()
+    native._prune(native.build_dir())
+    assert not stale.exists() and (recent / "kernel.so").exists()
+    assert native.build_dir().exists()
 
 
 def test_kernel_pickles_by_reference_and_forwards_to_numba():

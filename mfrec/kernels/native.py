@@ -14,10 +14,11 @@ same result on any number of threads, so it gives the JIT's result bit for bit (
 threads would save less time than numba's start-up costs.
 
 Modules live in ``$MFREC_NATIVE_DIR``, else ``$NUMBA_CACHE_DIR/mfrec-native``, else
-``$XDG_CACHE_HOME/mfrec/native`` (``~/.cache/mfrec/native``), under names that hash the
-argument types, the mfrec sources, the numba and Python versions and the processor, so a
-change of any of them builds anew. A machine that cannot build them (no C compiler, or a numba
-without ``pycc``) leaves a note there and runs numba's JIT from then on.
+``$XDG_CACHE_HOME/mfrec/native`` (``~/.cache/mfrec/native``), in a folder named by a hash of
+the mfrec sources, the numba and Python versions and the processor (`build_id`), so a change
+of any of them builds anew; folders of other builds left alone for `KEEP_DAYS` go when a new
+one starts. A machine that cannot build them (no C compiler, or a numba without ``pycc``)
+leaves a note in its folder and runs numba's JIT from then on.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import shutil
 import sys
 import sysconfig
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,6 +53,9 @@ SECONDS_PER_UNIT = 1.7e-10
 #: What numba costs a process before its first kernel runs (import and start-up), seconds.
 NUMBA_START = 0.4
 
+#: Builds of other mfrec sources (another version, another checkout) untouched for this many
+#: days are removed when a new one starts.
+KEEP_DAYS = 30
 #: Every built module has this name (files differ): pycc's C support objects are compiled
 #: for one module name, so one name lets every build reuse them.
 MODULE_NAME = "mfrec_kernel"
@@ -142,13 +147,16 @@ def native_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "mfrec" / "native"
 
 
+def build_dir() -> Path:
+    """The folder of the modules built from these sources, numba and processor (`build_id`)."""
+    return native_dir() / build_id()[:20]
+
+
 def module_path(kernel: Kernel, key: str) -> Path:
     """The file of `kernel`'s module built for arguments of `signature_key` `key`."""
-    digest = hashlib.sha1(
-        f"{build_id()}|{kernel.__module__}.{kernel.__qualname__}|{key}".encode()
-    ).hexdigest()[:20]
+    digest = hashlib.sha1(f"{kernel.__module__}.{kernel.__qualname__}|{key}".encode())
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    return native_dir() / f"{kernel.__name__.strip('_')}-{digest}{suffix}"
+    return build_dir() / f"{kernel.__name__.strip('_')}-{digest.hexdigest()[:20]}{suffix}"
 
 
 def _load_or_build(kernel: Kernel, args: tuple[Any, ...], key: str) -> Callable[..., Any] | None:
@@ -186,7 +194,9 @@ def _build(kernel: Kernel, args: tuple[Any, ...], path: Path) -> None:
     # decorator's options (fastmath), so the code is the JIT's.
     scope: dict[str, Any] = {"target": target}
     exec(f"def run({params}):\n    return target({params})\n", scope)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True)
+        _prune(path.parent)
     with serial(), tempfile.TemporaryDirectory(dir=path.parent, prefix=".build-") as tmp:
         cc = _compiler_class()(MODULE_NAME)
         cc.output_dir = tmp
@@ -232,8 +242,16 @@ def _processor() -> str:
         return f"{platform.machine()} {platform.processor()}"
 
 
+def _prune(current: Path) -> None:
+    """Remove the builds of other sources or versions left unchanged for `KEEP_DAYS`."""
+    old = time.time() - KEEP_DAYS * 86400
+    for other in current.parent.iterdir():
+        if other != current and other.is_dir() and other.stat().st_mtime < old:
+            shutil.rmtree(other, ignore_errors=True)
+
+
 def _unavailable_note() -> Path:
-    return native_dir() / f"unavailable-{build_id()[:20]}.txt"
+    return build_dir() / "unavailable.txt"
 
 
 def _note_unavailable(exc: Exception) -> None:
@@ -255,13 +273,13 @@ def _compiler_class() -> type:
     class Compiler(CC):
         """pycc's compiler, with its C support objects compiled once per build id."""
 
-        def _compile_mixins(self, build_dir: str) -> list[str]:
-            cached = native_dir() / f"support-{build_id()[:20]}"
+        def _compile_mixins(self, workdir: str) -> list[str]:
+            cached = build_dir() / "support"
             if not cached.exists():
                 with tempfile.TemporaryDirectory(dir=cached.parent, prefix=".support-") as tmp:
                     staged = Path(tmp) / "objects"
                     staged.mkdir()
-                    for n, obj in enumerate(super()._compile_mixins(build_dir)):
+                    for n, obj in enumerate(super()._compile_mixins(workdir)):
                         shutil.copy(obj, staged / f"{n:02d}-{Path(obj).name}")
                     try:
                         os.replace(staged, cached)
