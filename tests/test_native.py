@@ -146,6 +146,18 @@ def test_a_failed_build_falls_back_to_the_jit_and_is_remembered(monkeypatch, tmp
     assert not native.worthwhile(1000, 1, 1, 1)
 
 
+def test_a_folder_that_cannot_be_made_falls_back_to_the_jit(monkeypatch, tmp_path, caplog):
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    monkeypatch.setenv("MFREC_NATIVE_DIR", str(blocker / "native"))
+    monkeypatch.setattr(native, "_loaded", {})
+    caplog.set_level(logging.WARNING, logger="mfrec.kernels.native")
+    with native.use(True):
+        strata = schedule(6, np.uint64(2))
+    np.testing.assert_array_equal(strata, schedule(6, np.uint64(2)))
+    assert "ahead-of-time kernels unavailable here, using numba's JIT" in caplog.text
+
+
 def test_a_damaged_module_is_removed_and_the_jit_runs(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("MFREC_NATIVE_DIR", str(tmp_path))
     monkeypatch.setattr(native, "_loaded", {})

@@ -182,29 +182,27 @@ def _load_or_build(kernel: Kernel, args: tuple[Any, ...], key: str) -> Callable[
 
 def _build(kernel: Kernel, args: tuple[Any, ...], path: Path) -> None:
     """Compile `kernel`'s serial dispatcher for the types of `args` into extension `path`."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pycc's deprecation notice
-        from numba import typeof
-
-    from mfrec.kernels.jit import serial
-
-    target = kernel.serial_dispatcher
-    params = ", ".join(f"a{n}" for n in range(len(args)))
-    # A wrapper, compiled with pycc's own options, that calls the kernel: the kernel keeps its
-    # decorator's options (fastmath), so the code is the JIT's.
-    scope: dict[str, Any] = {"target": target}
-    exec(f"def run({params}):\n    return target({params})\n", scope)
+    # The folder first: where it cannot be written, failing costs no compilation.
     if not path.parent.exists():
         path.parent.mkdir(parents=True)
         _prune(path.parent)
-    with serial(), tempfile.TemporaryDirectory(dir=path.parent, prefix=".build-") as tmp:
-        cc = _compiler_class()(MODULE_NAME)
-        cc.output_dir = tmp
-        cc.target_cpu = "host"
-        cc.export("run", tuple(typeof(a) for a in args))(scope["run"])
-        cc.compile()
-        built = Path(tmp) / f"{MODULE_NAME}{sysconfig.get_config_var('EXT_SUFFIX')}"
-        os.replace(built, path)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".build-") as tmp:
+        from numba import typeof
+
+        from mfrec.kernels.jit import serial
+
+        params = ", ".join(f"a{n}" for n in range(len(args)))
+        # A wrapper, compiled with pycc's own options, that calls the kernel: the kernel
+        # keeps its decorator's options (fastmath), so the code is the JIT's.
+        scope: dict[str, Any] = {"target": kernel.serial_dispatcher}
+        exec(f"def run({params}):\n    return target({params})\n", scope)
+        with serial():
+            cc = _compiler_class()(MODULE_NAME)
+            cc.output_dir = tmp
+            cc.target_cpu = "host"
+            cc.export("run", tuple(typeof(a) for a in args))(scope["run"])
+            cc.compile()
+        os.replace(Path(tmp) / f"{MODULE_NAME}{sysconfig.get_config_var('EXT_SUFFIX')}", path)
     logger.info("built %s for %s", kernel.__qualname__, path.name)
 
 
