@@ -1,7 +1,8 @@
 """Raw ID <-> contiguous integer index maps; raw IDs are opaque strings (``007`` is not ``7``).
 
-pandas (a quarter of a second to import) is needed only for lookups by raw ID: building a map
-and turning indices back into IDs use numpy alone, so that loading a file need not import it.
+pandas (a quarter of a second to import) is needed only to look up many IDs at once: building
+a map, turning indices back into IDs and looking up up to `DICT_LOOKUP_MAX` string IDs use
+numpy and a dict, so that loading a file and training need not import it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from numpy.typing import ArrayLike, NDArray
 if TYPE_CHECKING:
     import pandas as pd
 
+#: Lookups of at most this many string IDs go through a dict of the map (built once); more go
+#: through pandas' index, which hashes in C.
+DICT_LOOKUP_MAX = 100_000
+
 
 class IdMap:
     """A bijection between raw string IDs and indices ``0..n-1``.
@@ -22,7 +27,7 @@ class IdMap:
     prediction, or a named error).
     """
 
-    __slots__ = ("_ids", "_pd_index")
+    __slots__ = ("_ids", "_pd_index", "_positions")
 
     def __init__(self, ids: ArrayLike):
         arr = np.array(ids, dtype=object).ravel()
@@ -44,6 +49,7 @@ class IdMap:
         ids.flags.writeable = False
         self._ids = ids
         self._pd_index = None
+        self._positions: dict[str, int] | None = None
 
     @classmethod
     def factorize(cls, values: ArrayLike) -> tuple[NDArray[np.int32], IdMap]:
@@ -69,6 +75,12 @@ class IdMap:
             self._pd_index = pd.Index(self._ids, dtype=object)
         return self._pd_index
 
+    def _position(self) -> dict[str, int]:
+        """ID -> index as a dict, built on the first lookup that uses it."""
+        if self._positions is None:
+            self._positions = {raw: k for k, raw in enumerate(self._ids.tolist())}
+        return self._positions
+
     @property
     def ids(self) -> NDArray[np.object_]:
         """The raw IDs, position i holding the ID of index i (read-only)."""
@@ -91,10 +103,14 @@ class IdMap:
         return f"IdMap({len(self)} ids: {head}{', ...' if len(self) > 3 else ''})"
 
     def __contains__(self, raw: object) -> bool:
+        if isinstance(raw, str):
+            return raw in self._position()
         return raw in self._index
 
     def index(self, raw: str) -> int:
         """The index of one raw ID, or -1 when the map does not hold it."""
+        if isinstance(raw, str):
+            return self._position().get(raw, -1)
         try:
             loc = self._index.get_loc(raw)
         except (KeyError, TypeError):
@@ -104,6 +120,9 @@ class IdMap:
     def indices(self, raw: ArrayLike) -> NDArray[np.int32]:
         """Indices of many raw IDs at once; -1 where an ID is unknown."""
         arr = np.asarray(raw, dtype=object).ravel()
+        if len(arr) <= DICT_LOOKUP_MAX and _all_strings(arr):
+            get = self._position().get
+            return np.fromiter((get(x, -1) for x in arr.tolist()), np.int32, len(arr))
         return self._index.get_indexer(arr).astype(np.int32, copy=False)
 
     def to_ids(self, idx: ArrayLike) -> NDArray[np.object_]:

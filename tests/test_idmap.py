@@ -114,3 +114,35 @@ def test_ids_are_read_only():
     with pytest.raises(ValueError):
         m.ids[0] = "c"
     assert IdMap(["a", "b"]) == m and IdMap(["b", "a"]) != m and IdMap(["a"]) != m
+
+
+@given(
+    st.lists(ids, min_size=1, max_size=30, unique=True),
+    st.lists(st.one_of(ids, st.integers(), st.floats(allow_nan=True), st.none()), max_size=30),
+)
+def test_dict_lookups_answer_as_pandas_does(raw, probes):
+    import mfrec.idmap as idmap
+
+    m = IdMap(raw)
+    probes = raw[::2] + probes
+    by_dict = m.indices(probes).tolist()
+    singles = [m.index(x) for x in probes]
+    contained = [x in m for x in probes]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(idmap, "DICT_LOOKUP_MAX", -1)
+        fresh = IdMap(raw)
+        assert by_dict == fresh.indices(probes).tolist()
+        assert by_dict == fresh._index.get_indexer(np.array(probes, dtype=object)).tolist()
+    assert singles == by_dict
+    assert contained == [k >= 0 for k in by_dict]
+
+
+def test_string_lookups_need_no_pandas():
+    code = (
+        "import sys; from mfrec.idmap import IdMap; m = IdMap(['007', '7']); "
+        "assert m.indices(['7', 'x']).tolist() == [1, -1] and m.index('007') == 0; "
+        "assert '7' in m and 'x' not in m; "
+        "assert 'pandas' not in sys.modules"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
