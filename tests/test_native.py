@@ -53,6 +53,33 @@ def test_native_fit_is_the_jit_fit_bit_for_bit(built):
     np.testing.assert_array_equal(on_native.history_["objective"], on_jit.history_["objective"])
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"solver": "bgd", "line_search": True},
+        {"solver": "minibatch", "batch_size": 4096, "optimizer": "adam"},
+        {"solver": "als"},
+        {"solver": "sgd", "optimizer": "adagrad", "validation": 0.2},
+    ],
+    ids=["bgd", "minibatch", "als", "sgd-adagrad"],
+)
+def test_every_solver_gives_the_jit_fit_on_built_kernels(built, monkeypatch, options):
+    where, _ = built
+    monkeypatch.setenv("MFREC_NATIVE_DIR", str(where))
+    data = _ratings()
+
+    def fit():
+        return MatrixFactorization(factors=8, epochs=3, seed=5, **options).fit(data)
+
+    with native.use(True):
+        on_native = fit()
+    on_jit = fit()
+    for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_"):
+        np.testing.assert_array_equal(getattr(on_native, name), getattr(on_jit, name))
+    for column in on_jit.history_.columns.drop(["seconds", "eval_seconds"]):
+        np.testing.assert_array_equal(on_native.history_[column], on_jit.history_[column])
+
+
 def test_warm_process_runs_the_built_kernels_without_numba(built, tmp_path):
     where, on_native = built
     out = tmp_path / "factors.npy"
