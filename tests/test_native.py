@@ -212,6 +212,18 @@ def test_a_new_build_removes_old_builds_only(monkeypatch, tmp_path):
     assert native.build_dir().exists()
 
 
+def test_numba_code_of_any_origin_can_call_a_kernel_first():
+    # A fresh process whose first compilation is not a mfrec kernel's: the entry point has
+    # registered `Kernel` with numba's typing before it.
+    code = (
+        "import numba, numpy as np; from mfrec.kernels.blocked import stream_key; "
+        "f = numba.njit(lambda s: stream_key(s, 3)); "
+        "assert f(np.uint64(1)) == stream_key.py_func(np.uint64(1), 3)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_kernel_pickles_by_reference_and_forwards_to_numba():
     assert pickle.loads(pickle.dumps(sgd_strata)) is sgd_strata
     assert isinstance(sgd_strata, jit.Kernel)

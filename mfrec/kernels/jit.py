@@ -127,7 +127,7 @@ def _import(module: str, qualname: str) -> Any:
 def _compile(py_func: Callable[..., Any], options: dict[str, Any]) -> Any:
     import numba
 
-    _bind_typeof()
+    register_with_numba()
     # numba reads the kernel's names from its module when it compiles: there `prange` and
     # the `Lazy` handles become numba's own objects, for good (no pure-Python caller uses them).
     names = py_func.__globals__
@@ -139,8 +139,9 @@ def _compile(py_func: Callable[..., Any], options: dict[str, Any]) -> Any:
     return numba.njit(**options)(py_func)
 
 
-def _bind_typeof() -> None:
-    """Teach numba's typing that a `Kernel` in compiled code is its current dispatcher."""
+def register_with_numba() -> None:
+    """Teach numba's typing that a `Kernel` in compiled code is its current dispatcher (once;
+    numba calls this through the ``numba_extensions`` entry point before it compiles)."""
     global _bound
     if _bound:
         return
