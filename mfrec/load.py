@@ -74,6 +74,10 @@ SNIFF_BYTES = 1 << 16
 #: for pandas' import: 5x faster than pandas on 4 MB, 2x on 16 MB, 1.3x on 32 MB (MovieLens 1M
 #: is 24 MB). About 64 MB pandas' C parser catches up, and needs less memory.
 PLAIN_MAX_BYTES = 32 << 20
+#: Up to this many ratings (more than a `PLAIN_MAX_BYTES` file holds), duplicate pairs are
+#: found by a stable sort of their keys, with numpy alone; above it by the compiled counting
+#: sort and pandas' hashing, which need less memory (the same answers either way).
+SORT_MAX_ROWS = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -466,7 +470,6 @@ class _TextReader:
             self.layout,
             self.src,
             line_of=lambda rows: self._lines_of_rows(self.encoding, rows),
-            small=True,
         )
         log.info("loaded %s", data)
         return data
@@ -920,20 +923,18 @@ def _assemble(
     layout,
     src,
     line_of,
-    *,
-    small=False,
 ) -> RatingData:
-    """RatingData from parsed columns, duplicates resolved; `small` data is checked for
-    duplicates by sorting, which needs neither pandas nor the compiled kernels."""
-    if small:
+    """RatingData from parsed columns, duplicates resolved (small data is checked by sorting,
+    which needs neither pandas nor the compiled kernels: `SORT_MAX_ROWS`)."""
+    if len(users) <= SORT_MAX_ROWS:
         key = _pair_keys(users, items, len(imap))
-        dup = _duplicated(key, keep=False, small=True)
+        dup = _duplicated(key, keep=False)
         found = dup.any()
     else:
         found = _has_duplicates(users, items, len(umap), len(imap))
         if found:
             key = _pair_keys(users, items, len(imap))
-            dup = _duplicated(key, keep=False, small=False)
+            dup = _duplicated(key, keep=False)
     if found:
         users, items, ratings, stamps = _resolve_duplicates(
             key,
@@ -947,7 +948,6 @@ def _assemble(
             duplicates,
             src,
             line_of,
-            small=small,
         )
     if scale is None:
         scale = (float(ratings.min()), float(ratings.max()))
@@ -964,9 +964,7 @@ def _assemble(
     )
 
 
-def _resolve_duplicates(
-    key, dup, users, items, ratings, stamps, umap, imap, policy, src, line_of, *, small=False
-):
+def _resolve_duplicates(key, dup, users, items, ratings, stamps, umap, imap, policy, src, line_of):
     if policy == "error":
         rows = np.flatnonzero(dup)
         first = rows[0]
@@ -982,10 +980,10 @@ def _resolve_duplicates(
             source=src,
         )
     if policy == "last":
-        keep = ~_duplicated(key, keep="last", small=small)
+        keep = ~_duplicated(key, keep="last")
         sel = np.flatnonzero(keep)
         return users[sel], items[sel], ratings[sel], None if stamps is None else stamps[sel]
-    codes, n_pairs = _factorize_keys(key, small)
+    codes, n_pairs = _factorize_keys(key)
     counts = np.bincount(codes)
     mean = np.bincount(codes, weights=ratings) / counts
     first = np.full(n_pairs, len(key), dtype=np.int64)
@@ -997,13 +995,13 @@ def _resolve_duplicates(
     return users[first], items[first], mean, new_stamps
 
 
-# pandas hashes the keys, in O(n), for big data; small data is sorted instead, with the same
-# answers, where importing pandas would take longer than the sort.
+# pandas hashes the keys, in O(n), for big data; small data (`SORT_MAX_ROWS`) is sorted
+# instead, with the same answers, where importing pandas would take longer than the sort.
 
 
-def _duplicated(key: NDArray[np.int64], keep: str | bool, small: bool) -> NDArray[np.bool_]:
+def _duplicated(key: NDArray[np.int64], keep: str | bool) -> NDArray[np.bool_]:
     """``pd.Series(key).duplicated(keep=keep)`` for keep ``"last"`` or False."""
-    if not small:
+    if len(key) > SORT_MAX_ROWS:
         import pandas as pd
 
         return pd.Series(key).duplicated(keep=keep).to_numpy()
@@ -1018,9 +1016,9 @@ def _duplicated(key: NDArray[np.int64], keep: str | bool, small: bool) -> NDArra
     return out
 
 
-def _factorize_keys(key: NDArray[np.int64], small: bool) -> tuple[NDArray[np.intp], int]:
+def _factorize_keys(key: NDArray[np.int64]) -> tuple[NDArray[np.intp], int]:
     """``pd.factorize(key, sort=False)``: codes in order of first appearance, and their count."""
-    if not small:
+    if len(key) > SORT_MAX_ROWS:
         import pandas as pd
 
         codes, uniques = pd.factorize(key, sort=False)

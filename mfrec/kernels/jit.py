@@ -7,9 +7,10 @@ compiles the function with ``numba.njit`` on first call, as the decorator would 
 modules import `prange` from here too, and name the numba intrinsics they call with `lazy`, so
 that importing them imports no numba.
 
-Inside compiled code a `Kernel` or a `lazy` name is typed as what it stands for: numba's
-dispatcher (or, while `serial` is on, a dispatcher of the same function with ``parallel`` off,
-which is what the ahead-of-time build compiles) or the intrinsic.
+When a kernel compiles, its module's `prange` and `lazy` names are replaced by numba's own
+objects. A `Kernel` called from compiled code is typed as numba's dispatcher (or, while
+`serial` is on, a dispatcher of the same function with ``parallel`` off, which is what the
+ahead-of-time build compiles).
 """
 
 from __future__ import annotations

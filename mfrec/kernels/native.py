@@ -61,8 +61,7 @@ KEEP_DAYS = 30
 MODULE_NAME = "mfrec_kernel"
 
 _active = False
-_loaded: dict[tuple[int, str], Callable[..., Any]] = {}
-_build_id: str | None = None
+_loaded: dict[tuple[Kernel, str], Callable[..., Any]] = {}
 
 
 @contextmanager
@@ -105,11 +104,11 @@ def lookup(kernel: Kernel, args: tuple[Any, ...]) -> Callable[..., Any] | None:
     key = signature_key(args)
     if key is None:
         return None
-    entry = _loaded.get((id(kernel), key))
+    entry = _loaded.get((kernel, key))
     if entry is None:
         entry = _load_or_build(kernel, args, key)
         if entry is not None:
-            _loaded[(id(kernel), key)] = entry
+            _loaded[(kernel, key)] = entry
     return entry
 
 
@@ -206,24 +205,22 @@ def _build(kernel: Kernel, args: tuple[Any, ...], path: Path) -> None:
     logger.info("built %s for %s", kernel.__qualname__, path.name)
 
 
+@functools.cache
 def build_id() -> str:
     """A digest of what the built code depends on: mfrec's sources, numba's and llvmlite's
-    installed files, the Python ABI and the processor."""
-    global _build_id
-    if _build_id is None:
-        h = hashlib.sha1(sysconfig.get_config_var("EXT_SUFFIX").encode())
-        package = Path(__file__).resolve().parent.parent
-        for source in sorted(package.rglob("*.py")):
-            h.update(source.relative_to(package).as_posix().encode())
-            h.update(source.read_bytes())
-        for dependency in ("numba", "llvmlite"):
-            spec = importlib.util.find_spec(dependency)
-            if spec is not None and spec.origin:
-                stat = os.stat(spec.origin)
-                h.update(f"{dependency}:{spec.origin}:{stat.st_mtime_ns}".encode())
-        h.update(_processor().encode())
-        _build_id = h.hexdigest()
-    return _build_id
+    installed files, the Python ABI and the processor (computed once per process)."""
+    h = hashlib.sha1(sysconfig.get_config_var("EXT_SUFFIX").encode())
+    package = Path(__file__).resolve().parent.parent
+    for source in sorted(package.rglob("*.py")):
+        h.update(source.relative_to(package).as_posix().encode())
+        h.update(source.read_bytes())
+    for dependency in ("numba", "llvmlite"):
+        spec = importlib.util.find_spec(dependency)
+        if spec is not None and spec.origin:
+            stat = os.stat(spec.origin)
+            h.update(f"{dependency}:{spec.origin}:{stat.st_mtime_ns}".encode())
+    h.update(_processor().encode())
+    return h.hexdigest()
 
 
 def _processor() -> str:
