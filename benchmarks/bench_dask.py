@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mfrec.data import RatingData
-from mfrec.load import load_ratings
-from mfrec.model import MatrixFactorization
+from mfrec.model.estimator import MatrixFactorization
+from mfrec.ratings.load import load_ratings
+from mfrec.ratings.ratingdata import RatingData
 
 
 def warm_up(solver: str) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 CHILD = r"""
 import json, resource, sys, time
 import numpy as np, pandas as pd
-import mfrec.load
+import mfrec.ratings.load
 def rss_mb():
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -34,7 +34,7 @@ base = rss_mb()
 path, how = sys.argv[1], sys.argv[2]
 t = time.perf_counter()
 if how == "mfrec":
-    data = mfrec.load.load_ratings(path)
+    data = mfrec.ratings.load.load_ratings(path)
     arrays = sum(a.nbytes for a in (data.users, data.items, data.ratings, data.timestamps))
     n = len(data)
 elif how == "pandas-str":

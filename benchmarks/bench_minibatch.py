@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mfrec.load import load_ratings
-from mfrec.model import MatrixFactorization
+from mfrec.model.estimator import MatrixFactorization
+from mfrec.ratings.load import load_ratings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k"
 LR = {"constant": 0.5, "adam": 0.003, "decay": 0.08}

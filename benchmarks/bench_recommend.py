@@ -55,14 +55,14 @@ def peak_mb() -> float:
 
 
 def ml100k_model(data: Path):
-    from mfrec.load import load_ratings
-    from mfrec.model import MatrixFactorization
+    from mfrec.model.estimator import MatrixFactorization
+    from mfrec.ratings.load import load_ratings
 
     return MatrixFactorization(seed=0).fit(load_ratings(data / "u1.base", preset="ml-100k"))
 
 
 def synthetic_model(n_users: int, n_items: int, factors: int):
-    from mfrec.model import MatrixFactorization
+    from mfrec.model.estimator import MatrixFactorization
 
     rng = np.random.default_rng(0)
     counts = rng.integers(20, 180, n_users)

@@ -62,9 +62,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mfrec.data import RatingData
-from mfrec.load import load_ratings
-from mfrec.model import MatrixFactorization
+from mfrec.model.estimator import MatrixFactorization
+from mfrec.ratings.load import load_ratings
+from mfrec.ratings.ratingdata import RatingData
 
 # The in-process cases time numba's kernels and their threads; `mfrec train` in the process
 # case decides for itself (a fit that small runs the kernels built ahead of time).
@@ -541,7 +541,9 @@ def huge(work: Path, path: Path | None, epochs: int) -> list[str]:
     epoch_seconds = np.diff(h["seconds"].to_numpy())
     eval_seconds = np.diff(h["eval_seconds"].to_numpy())
     peak_gib = usage.ru_maxrss * 1024 / 2**30
-    loaded_at = next((t for t, text in logged if "mfrec.load: loaded" in text), float("nan"))
+    loaded_at = next(
+        (t for t, text in logged if "mfrec.ratings.load: loaded" in text), float("nan")
+    )
     return [
         f"100M ratings ({path.name}, {path.stat().st_size / 2**30:.1f} GiB CSV), k=64, "
         f"{epochs} epochs: peak RSS {peak_gib:.2f} GiB, start to data loaded {loaded_at:.0f} s, "

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mfrec.data import RatingData
-from mfrec.load import load_ratings
-from mfrec.model import MatrixFactorization
-from mfrec.solvers import SOLVERS
+from mfrec.model.estimator import MatrixFactorization
+from mfrec.ratings.load import load_ratings
+from mfrec.ratings.ratingdata import RatingData
+from mfrec.training.solvers import SOLVERS
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k"
 

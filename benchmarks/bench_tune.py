@@ -4,7 +4,8 @@ Usage: python benchmarks/bench_tune.py [--trials 60] [--jobs 2] [--validation 0.
                                        [--patience 5] [--param NAME=SPEC ...] [--seed 0]
                                        [--splits 1,2,3,4,5] [--data PATH]
 
-For each split uK: `mfrec.tune.tune` runs a random search on uK.base alone (trials early-stop
+For each split uK: `mfrec.experiments.tune.tune` runs a random search on uK.base alone (trials
+early-stop
 on a held-out part of uK.base), the winner is refitted on all of uK.base for the epochs it
 kept, and only then is uK.test read and scored (RMSE over every test rating, predictions
 clipped to 1..5, unknown items getting the mean plus the user's bias: the figure
@@ -23,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mfrec.evaluate import evaluate
-from mfrec.load import load_ratings
-from mfrec.tune import tune
+from mfrec.experiments.tune import tune
+from mfrec.model.evaluate import evaluate
+from mfrec.ratings.load import load_ratings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k"
 

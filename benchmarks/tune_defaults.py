@@ -15,9 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mfrec.load import load_ratings
-from mfrec.model import MatrixFactorization
-from mfrec.solvers.base import DEFAULT_FACTORS, DEFAULT_INIT_STD, DEFAULT_REG, DEFAULT_REG_BIAS
+from mfrec.model.estimator import MatrixFactorization
+from mfrec.ratings.load import load_ratings
+from mfrec.training.solvers.base import (
+    DEFAULT_FACTORS,
+    DEFAULT_INIT_STD,
+    DEFAULT_REG,
+    DEFAULT_REG_BIAS,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k"
 

@@ -21,12 +21,12 @@ _EXPORTS = {
     "UnknownItemError": "mfrec.errors",
     "UnknownUserError": "mfrec.errors",
     "ParameterError": "mfrec.errors",
-    "MatrixFactorization": "mfrec.model",
-    "IdMap": "mfrec.idmap",
-    "Layout": "mfrec.data",
-    "RatingData": "mfrec.data",
-    "PRESETS": "mfrec.load",
-    "load_ratings": "mfrec.load",
+    "MatrixFactorization": "mfrec.model.estimator",
+    "IdMap": "mfrec.ratings.idmap",
+    "Layout": "mfrec.ratings.ratingdata",
+    "RatingData": "mfrec.ratings.ratingdata",
+    "PRESETS": "mfrec.ratings.load",
+    "load_ratings": "mfrec.ratings.load",
 }
 
 __all__ = [
@@ -49,7 +49,6 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from mfrec.data import Layout, RatingData
     from mfrec.errors import (
         DataFormatError,
         DatasetError,
@@ -61,9 +60,10 @@ if TYPE_CHECKING:
         UnknownItemError,
         UnknownUserError,
     )
-    from mfrec.idmap import IdMap
-    from mfrec.load import PRESETS, load_ratings
-    from mfrec.model import MatrixFactorization
+    from mfrec.model.estimator import MatrixFactorization
+    from mfrec.ratings.idmap import IdMap
+    from mfrec.ratings.load import PRESETS, load_ratings
+    from mfrec.ratings.ratingdata import Layout, RatingData
 
 
 def __getattr__(name: str) -> Any:

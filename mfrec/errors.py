@@ -71,7 +71,8 @@ class DivergenceError(MfrecError, ArithmeticError):
 
     def __init__(self, message: str, history: object = None):
         super().__init__(message)
-        # The trainer passes a mfrec.trainer.History: its DataFrame (and pandas) only when read.
+        # The trainer passes a mfrec.training.trainer.History: its DataFrame (and pandas) only when
+        # read.
         self._history = history
 
     @property

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mfrec.solvers.base import TrainSet
+from mfrec.training.solvers.base import TrainSet
 
 
 def _ml100k_dir() -> Path:
@@ -20,7 +20,8 @@ def _ml100k_dir() -> Path:
 
 ML100K = _ml100k_dir()
 
-# Tests run numba's JIT unless they ask for the ahead-of-time kernels (tests/test_native.py):
+# Tests run numba's JIT unless they ask for the ahead-of-time kernels
+# (tests/kernels/test_native.py):
 # building those for every fit shape would only slow the suite down.
 os.environ["MFREC_NATIVE"] = "0"
 

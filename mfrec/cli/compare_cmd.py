@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 LR_SYNTAX = "expected NAME=VALUE pairs separated by commas, e.g. sgd=0.01,bgd=0.5"
 # The library's defaults, shown in --help without importing it (kept in step by
-# tests/test_cli_compare.py); options left unset are not passed, so the library decides.
+# tests/cli/test_compare_cmd.py); options left unset are not passed, so the library decides.
 DEFAULTS = {
     "solvers": "sgd,minibatch,bgd",
     "batch_sizes": "64,1024",
@@ -158,8 +158,8 @@ def compare(
     epoch) and summary.json, and prints the table and findings.
     """
     from mfrec.cli.options import load_from_options, pop_loader_options
-    from mfrec.compare import compare as run_compare
     from mfrec.errors import ParameterError
+    from mfrec.experiments.compare import compare as run_compare
 
     load_options = pop_loader_options(options)
     given = {k: v for k, v in options.items() if v is not None}

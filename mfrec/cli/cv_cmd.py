@@ -20,7 +20,7 @@ from mfrec.cli.train_options import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mfrec.cv import CVResult
+    from mfrec.experiments.cv import CVResult
 
 FORMATS = ("table", "csv", "json")
 #: One numeric range in a --fold-files path: u{1..5}.base -> u1.base, ..., u5.base.
@@ -124,9 +124,9 @@ def cv(
     deviation across folds.
     """
     from mfrec.cli.options import load_from_options, pop_loader_options
-    from mfrec.cv import cross_validate
     from mfrec.errors import ParameterError
-    from mfrec.load import parse_scale
+    from mfrec.experiments.cv import cross_validate
+    from mfrec.ratings.load import parse_scale
 
     load_options = pop_loader_options(options)
     params = estimator_params(options)
@@ -152,7 +152,7 @@ def cv(
         raise CliError(option_message(exc, validation), 2) from exc
     frame = _with_summary(result)
     if output is not None:
-        from mfrec.atomic import atomic_open
+        from mfrec.utils.atomicfile import atomic_open
 
         with atomic_open(output, newline="") as fh:
             frame.to_csv(fh, index=False)

@@ -81,7 +81,7 @@ def synth(
     are zero-padded ("00042"). The file is written in chunks, so memory stays
     bounded even for 100M ratings.
     """
-    from mfrec.synth import write_synthetic
+    from mfrec.ratings.synth import write_synthetic
 
     summary = write_synthetic(
         output,
@@ -122,7 +122,7 @@ def fetch(name: str, cache_dir: Path | None, force: bool, quiet: bool) -> None:
     shows (ml-100k, ml-1m, ml-latest-small). Set MFREC_DATASETS_URL to download
     from a mirror.
     """
-    from mfrec import datasets
+    from mfrec.ratings import datasets
 
     path = datasets.fetch(name, cache_dir, progress=not quiet, force=force)
     if not quiet:
@@ -139,7 +139,7 @@ def fetch(name: str, cache_dir: Path | None, force: bool, quiet: bool) -> None:
 )
 def list_(cache_dir: Path | None) -> None:
     """List the known public datasets and whether each is in the cache."""
-    from mfrec import datasets
+    from mfrec.ratings import datasets
 
     rows = [("NAME", "STATUS", "DESCRIPTION")]
     rows += [

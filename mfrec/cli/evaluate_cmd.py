@@ -58,8 +58,8 @@ def evaluate(
     the model's items recommended to anyone. See the README for the exact definitions.
     """
     from mfrec.cli.options import load_from_options
-    from mfrec.evaluate import evaluate as run_evaluation
-    from mfrec.model import MatrixFactorization
+    from mfrec.model.estimator import MatrixFactorization
+    from mfrec.model.evaluate import evaluate as run_evaluation
 
     fitted = MatrixFactorization.load(model)
     data = load_from_options(test, **load_options)

@@ -9,7 +9,7 @@ import click
 from mfrec.cli.options import ratings_options
 
 if TYPE_CHECKING:
-    from mfrec.describe import Description
+    from mfrec.ratings.describe import Description
 
 # Parameters whose None stands for a default chosen at fit time.
 _SOLVER_DEFAULTS = ("factors", "epochs", "lr", "optimizer")
@@ -56,10 +56,10 @@ def info(path: str, fmt: str, **load_options: Any) -> None:
 def _describe(path: str, load_options: dict[str, Any]) -> Description | ModelInfo:
     """The description of whatever PATH holds: the one place that tells kinds of file apart."""
     from mfrec.cli.options import load_from_options
-    from mfrec.describe import describe
+    from mfrec.ratings.describe import describe
 
     if _is_npz(path):
-        from mfrec.model import MatrixFactorization
+        from mfrec.model.estimator import MatrixFactorization
 
         return ModelInfo(path, MatrixFactorization.load(path).describe())
     return describe(load_from_options(path, **load_options))
@@ -107,7 +107,7 @@ class ModelInfo:
         """Key figures, the final and best history rows, then the hyperparameters."""
         import textwrap
 
-        from mfrec.describe import _num, _row, _table
+        from mfrec.ratings.describe import _num, _row, _table
 
         f = self.figures
         lo, hi = f["scale"]

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from mfrec.data import RatingData
+    from mfrec.ratings.ratingdata import RatingData
 
 LOADER_KEYS = ("preset", "sep", "header", "columns", "scale", "duplicates", "encoding")
-# Kept in step with mfrec.load.PRESETS and DUPLICATE_POLICIES by tests/test_cli_load.py;
+# Kept in step with mfrec.ratings.load.PRESETS and DUPLICATE_POLICIES by tests/test_cli_load.py;
 # listed here so that building the CLI does not import pandas.
 PRESET_NAMES = ("auto", "generic", "ml-100k", "ml-1m", "ml-10m", "ml-latest")
 DUPLICATE_CHOICES = ("last", "mean", "error")
@@ -96,7 +96,7 @@ def pop_loader_options(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def load_from_options(source: str, **options: Any) -> RatingData:
     """Load `source` with the options that `ratings_options` collected."""
-    from mfrec.load import load_ratings, parse_scale
+    from mfrec.ratings.load import load_ratings, parse_scale
 
     scale = options.pop("scale", None)
     return load_ratings(source, scale=parse_scale(scale) if scale is not None else None, **options)

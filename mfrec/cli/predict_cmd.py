@@ -36,8 +36,8 @@ def predict(model: Path, pairs: str, output: Path | None, clip: bool, **pair_opt
     not an error: its prediction is the mean rating plus whichever bias is known, and
     `known` says what the model knew: both, user, item or none.
     """
-    from mfrec.model import MatrixFactorization
-    from mfrec.pairs import read_pairs
+    from mfrec.model.estimator import MatrixFactorization
+    from mfrec.ratings.pairs import read_pairs
 
     fitted = MatrixFactorization.load(model)
     wanted = read_pairs(pairs, **pair_options)
@@ -60,7 +60,7 @@ def _write_csv(output: Path | None, users, items, prediction, known) -> None:
     if output is None:
         click.echo(frame.to_csv(**csv_args), nl=False)
         return
-    from mfrec.atomic import atomic_open
+    from mfrec.utils.atomicfile import atomic_open
 
     with atomic_open(output, newline="") as fh:
         frame.to_csv(fh, **csv_args)

@@ -80,8 +80,8 @@ def recommend(
     popular; title with --items).
     """
     from mfrec.errors import UnknownUserError
-    from mfrec.model import MatrixFactorization
-    from mfrec.recommend import iter_recommendations
+    from mfrec.model.estimator import MatrixFactorization
+    from mfrec.model.recommend import iter_recommendations
 
     if bool(users) == all_users:
         raise CliError("give --user ID (repeatable) or --all-users, not both", 2)
@@ -130,8 +130,8 @@ def similar(
 
     Columns: item, rank, similar, similarity (and title of the similar item with --items).
     """
-    from mfrec.model import MatrixFactorization
-    from mfrec.recommend import similar_items
+    from mfrec.model.estimator import MatrixFactorization
+    from mfrec.model.recommend import similar_items
 
     fitted = MatrixFactorization.load(model)
     ids, scores = similar_items(fitted, list(items), k, memory_budget=memory_budget * 2**20)
@@ -145,7 +145,7 @@ def similar(
 def _titles(items_file: str | None) -> pd.Series | None:
     if items_file is None:
         return None
-    from mfrec.items import read_titles
+    from mfrec.ratings.titles import read_titles
 
     return read_titles(items_file)
 
@@ -155,7 +155,7 @@ def _sink(output: Path | None) -> Iterator[IO[str]]:
     if output is None:
         yield sys.stdout
         return
-    from mfrec.atomic import atomic_open
+    from mfrec.utils.atomicfile import atomic_open
 
     with atomic_open(output, newline="") as fh:
         yield fh
@@ -226,7 +226,7 @@ class _ListWriter:
             out.write("[]\n" if self.first else "\n]\n")
 
     def _title(self, ids: NDArray[np.object_]) -> NDArray[np.object_]:
-        from mfrec.items import titles_of
+        from mfrec.ratings.titles import titles_of
 
         return titles_of(self.titles, ids)
 

@@ -13,7 +13,7 @@ from mfrec.cli.options import ratings_options
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from mfrec.split import Split
+    from mfrec.ratings.split import Split
 
 # Suffixes kept on the output names because write_ratings compresses by them.
 _COMPRESSED = (".gz", ".bz2", ".xz")
@@ -110,9 +110,9 @@ def split(
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise CliError(f"{existing[0]} already exists{more}; use --force to overwrite", 2)
 
-    from mfrec.split import kfold
-    from mfrec.split import split as split_ratings
-    from mfrec.write import write_ratings
+    from mfrec.ratings.split import kfold
+    from mfrec.ratings.split import split as split_ratings
+    from mfrec.ratings.write import write_ratings
 
     splits: Iterable[Split]
     if folds is None:

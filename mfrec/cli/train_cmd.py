@@ -21,9 +21,9 @@ from mfrec.cli.train_options import SOLVER_NAMES as SOLVER_NAMES
 from mfrec.cli.train_options import model_options, option_message, params_file_option
 
 if TYPE_CHECKING:
-    from mfrec.data import RatingData
-    from mfrec.model import MatrixFactorization
-    from mfrec.trainer import History
+    from mfrec.model.estimator import MatrixFactorization
+    from mfrec.ratings.ratingdata import RatingData
+    from mfrec.training.trainer import History
 
 ENGINE_NAMES = ("local", "dask")
 # Options of --engine dask, as the command receives them.
@@ -141,7 +141,7 @@ def train(
     """
     from mfrec.cli.options import load_from_options, pop_loader_options
     from mfrec.errors import ParameterError
-    from mfrec.model import MatrixFactorization
+    from mfrec.model.estimator import MatrixFactorization
 
     load_options = pop_loader_options(options)
     engine = options.pop("engine")
@@ -184,7 +184,7 @@ def _fit_dask(
 
     require_dask()
     from mfrec.distributed.fit import fit_dask
-    from mfrec.load import parse_scale
+    from mfrec.ratings.load import parse_scale
 
     scale = load_options.pop("scale", None)
     if cluster["checkpoint_every"] is None:
@@ -215,7 +215,7 @@ def _validation(value: str | None, load_options: dict[str, Any]) -> float | Rati
 
 def _write_history(path: Path, history: History) -> None:
     """The history as CSV, exactly as ``DataFrame.to_csv(index=False)`` writes it."""
-    from mfrec.atomic import atomic_open
+    from mfrec.utils.atomicfile import atomic_open
 
     columns = [values.tolist() for values in history.columns.values()]
     with atomic_open(path, newline="") as fh:

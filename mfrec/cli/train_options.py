@@ -1,7 +1,7 @@
 """Model options shared by `mfrec train`, `mfrec cv` and `mfrec tune`, and ``--params FILE``.
 
 `model_options` adds one option per estimator hyperparameter; `estimator_params` turns what
-the command received into `mfrec.model.MatrixFactorization` keyword arguments;
+the command received into `mfrec.model.estimator.MatrixFactorization` keyword arguments;
 `option_message` words a ParameterError in terms of those options; `params_file_option`
 reads a JSON file of parameters (as ``mfrec tune --best-params`` writes) whose values become
 the options' defaults, so that options given on the command line still win.
@@ -18,8 +18,9 @@ import click
 if TYPE_CHECKING:
     from mfrec.errors import ParameterError
 
-# Kept in step with mfrec.solvers.SOLVERS, mfrec.optimizers.OPTIMIZERS and the estimator's
-# defaults by tests/test_cli_train.py; listed here so that building the CLI stays cheap.
+# Kept in step with mfrec.training.solvers.SOLVERS, mfrec.training.optimizers.OPTIMIZERS and the
+# estimator's
+# defaults by tests/cli/test_train_cmd.py; listed here so that building the CLI stays cheap.
 SOLVER_NAMES = ("sgd", "bgd", "minibatch", "als")
 OPTIMIZER_NAMES = ("constant", "decay", "adagrad", "momentum", "adam")
 DTYPE_NAMES = ("float32", "float64")
@@ -149,7 +150,7 @@ def _apply_params_file(ctx: click.Context, param: click.Parameter, path: Path | 
     if path is None:
         return
     from mfrec.cli.app import CliError
-    from mfrec.tune import read_params
+    from mfrec.experiments.tune import read_params
 
     options = {p.name: p for p in ctx.command.params if isinstance(p, click.Option)}
     defaults = dict(ctx.default_map or {})

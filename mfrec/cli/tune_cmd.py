@@ -16,12 +16,12 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from mfrec.errors import ParameterError
-    from mfrec.evaluate import Evaluation
-    from mfrec.tune import Param, TuneResult
+    from mfrec.experiments.tune import Param, TuneResult
+    from mfrec.model.evaluate import Evaluation
 
 FORMATS = ("table", "csv", "json")
 # The library's defaults, shown in --help without importing it (kept in step by
-# tests/test_cli_cv_tune.py).
+# tests/cli/test_cv_tune_cmd.py).
 DEFAULTS = {"trials": 20, "validation": 0.1, "patience": 5, "max_epochs": 200}
 
 
@@ -175,8 +175,8 @@ def tune(
     from mfrec.cli.options import load_from_options, pop_loader_options
     from mfrec.cli.train_options import estimator_params
     from mfrec.errors import ParameterError
-    from mfrec.tune import parse_space
-    from mfrec.tune import tune as run_tune
+    from mfrec.experiments.tune import parse_space
+    from mfrec.experiments.tune import tune as run_tune
 
     load_options = pop_loader_options(options)
     params = estimator_params(options)
@@ -203,17 +203,17 @@ def tune(
     except ParameterError as exc:
         raise CliError(_tune_message(exc, space), 2) from exc
     if output is not None:
-        from mfrec.atomic import atomic_open
+        from mfrec.utils.atomicfile import atomic_open
 
         with atomic_open(output, newline="") as fh:
             result.results.to_csv(fh, index=False)
     if best_params is not None:
-        from mfrec.tune import write_params
+        from mfrec.experiments.tune import write_params
 
         write_params(best_params, result.best_params)
     scores = None
     if test is not None:
-        from mfrec.evaluate import evaluate
+        from mfrec.model.evaluate import evaluate
 
         # The winner is fixed before the test file is even opened.
         model = result.best_estimator().fit(data)

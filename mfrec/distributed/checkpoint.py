@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mfrec.atomic import atomic_open
 from mfrec.errors import MfrecError
-from mfrec.idmap import IdMap
-from mfrec.optimizers import OptimizerState
-from mfrec.solvers.base import Factors
+from mfrec.ratings.idmap import IdMap
+from mfrec.training.optimizers import OptimizerState
+from mfrec.training.solvers.base import Factors
+from mfrec.utils.atomicfile import atomic_open
 
 FILENAME = "checkpoint.npz"
 FORMAT_NAME = "mfrec-checkpoint"

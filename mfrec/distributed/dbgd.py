@@ -7,7 +7,7 @@ each worker fetches it once per epoch (the broadcast), returns its partial gradi
 partials are summed in a tree on the cluster, and one task takes the optimizer step on Q.
 
 J and ∇J are means over ratings, so a stripe's mean objective and gradient
-(`mfrec.objective.objective_and_gradient` on its ratings) weigh in with its share of the
+(`mfrec.training.objective.objective_and_gradient` on its ratings) weigh in with its share of the
 ratings: the sum is exactly the full-batch J and ∇J of the local `BGD` solver, up to the
 order of floating-point sums. Each epoch's pass also scores the point it starts from, which
 is the history row of the previous epoch.
@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from mfrec import objective
 from mfrec.distributed.grid import Side, Stripe
-from mfrec.kernels.optim import apply_rows
-from mfrec.solvers.base import Factors
+from mfrec.kernels.steps import apply_rows
+from mfrec.training import objective
+from mfrec.training.solvers.base import Factors
 
 if TYPE_CHECKING:
     from distributed import Client, Future

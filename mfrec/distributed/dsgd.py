@@ -27,9 +27,9 @@ import numpy as np
 
 from mfrec.distributed import engine
 from mfrec.distributed.grid import Side, Stripe, block_state
-from mfrec.optimizers import optimizer_code
-from mfrec.solvers import get_solver
-from mfrec.solvers.base import SolverParams
+from mfrec.training.optimizers import optimizer_code
+from mfrec.training.solvers import get_solver
+from mfrec.training.solvers.base import SolverParams
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -35,16 +35,16 @@ from mfrec.distributed import checkpoint as ckpt
 from mfrec.distributed import dbgd, dsgd, engine
 from mfrec.distributed.grid import Side, evaluate_stripe, sides_of
 from mfrec.errors import DivergenceError, ParameterError
-from mfrec.optimizers import OptimizerState, epoch_lr
 from mfrec.progress import ProgressBar
-from mfrec.solvers.base import DEFAULT_FACTORS, Factors
-from mfrec.trainer import DIVERGENCE_FACTOR, STOP_CALLBACK, STOP_EPOCHS
+from mfrec.training.optimizers import OptimizerState, epoch_lr
+from mfrec.training.solvers.base import DEFAULT_FACTORS, Factors
+from mfrec.training.trainer import DIVERGENCE_FACTOR, STOP_CALLBACK, STOP_EPOCHS
 
 if TYPE_CHECKING:
     from distributed import Client, Future
 
     from mfrec.distributed.ingest import Grid
-    from mfrec.model import MatrixFactorization
+    from mfrec.model.estimator import MatrixFactorization
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def fit_dask(
     callback
         ``callback(epoch, history_row)`` after each epoch; a true result stops training.
     preset, sep, header, columns, scale, duplicates, encoding
-        As for `mfrec.load.load_ratings`.
+        As for `mfrec.ratings.load.load_ratings`.
 
     Raises
     ------
@@ -131,7 +131,7 @@ def fit_dask(
         model is produced; with checkpoints, `resume` continues from the last one.
     """
     from mfrec.distributed.ingest import ingest, read_frame
-    from mfrec.model import _resolve_seed
+    from mfrec.model.estimator import _resolve_seed
 
     solver_cls, params = model._validated()
     _check_supported(model, params)

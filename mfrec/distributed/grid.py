@@ -20,9 +20,9 @@ import numpy as np
 from dask.sizeof import sizeof
 from numpy.typing import NDArray
 
-from mfrec import objective
-from mfrec.optimizers import OptimizerState
-from mfrec.solvers.base import Factors, TrainSet
+from mfrec.training import objective
+from mfrec.training.optimizers import OptimizerState
+from mfrec.training.solvers.base import Factors, TrainSet
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Side:
     """One stripe of one side: factor rows ``X``, biases ``b`` and their optimizer state.
 
     ``X1``/``X2`` and ``b1``/``b2`` are the optimizer's two states (empty when unused), ``t``
-    the per-row step counts (see `mfrec.optimizers.OptimizerState`).
+    the per-row step counts (see `mfrec.training.optimizers.OptimizerState`).
     """
 
     X: NDArray[np.floating]

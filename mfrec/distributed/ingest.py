@@ -31,8 +31,8 @@ from numpy.typing import NDArray
 from mfrec.distributed import engine
 from mfrec.distributed.grid import Layout, Stripe
 from mfrec.errors import DataFormatError
-from mfrec.idmap import IdMap
-from mfrec.solvers.base import TrainSet
+from mfrec.ratings.idmap import IdMap
+from mfrec.training.solvers.base import TrainSet
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -95,11 +95,11 @@ def read_frame(
     """The ratings at `source` as a Dask DataFrame with columns user, item (str), rating.
 
     `preset`, `sep`, `header`, `columns` and `encoding` mean what they mean to
-    `mfrec.load.load_ratings`; whatever is left unset is detected on the first file.
+    `mfrec.ratings.load.load_ratings`; whatever is left unset is detected on the first file.
     """
     import dask.dataframe as dd
 
-    from mfrec import load
+    from mfrec.ratings import load
 
     engine.require_dask()
     if preset not in load.PRESETS:
@@ -163,7 +163,7 @@ def ingest(
     """
     from distributed import futures_of
 
-    from mfrec.load import DUPLICATE_POLICIES
+    from mfrec.ratings.load import DUPLICATE_POLICIES
 
     if duplicates not in DUPLICATE_POLICIES:
         raise DataFormatError(
@@ -338,7 +338,7 @@ def _is_parquet(fs: Any, path: str) -> bool:
 
 def _sniff(fs: Any, path: str, sep, header, cols, encoding: str | None) -> Any:
     """The local loader's layout detection, run on the (decompressed) head of `path`."""
-    from mfrec import load
+    from mfrec.ratings import load
 
     with fs.open(path, "rb", compression="infer") as fh:
         head = fh.read(load.SNIFF_BYTES)
@@ -364,7 +364,7 @@ def _clean(
     The IDs stay Arrow strings (`ARROW_STRINGS`): compact, and hashed in C++ by `_distinct_ids`
     and `_tag`, where Python string objects would take several times the memory.
     """
-    from mfrec.load import _id_strings, _rating_problem
+    from mfrec.ratings.load import _id_strings, _rating_problem
 
     number = partition_info["number"] if partition_info else 0
     out = {}
@@ -468,7 +468,7 @@ def build_stripe(
     Ratings keep their input order within a block (the shuffle does not keep it), so that the
     blocks, and the training that runs on them, depend on the data and the seed alone.
     """
-    from mfrec.load import _pair_keys, _resolve_duplicates
+    from mfrec.ratings.load import _pair_keys, _resolve_duplicates
 
     order = np.argsort(part["pos"].to_numpy(), kind="stable")
     users = part["u"].to_numpy()[order]

@@ -1,6 +1,7 @@
 """Blocked SGD: a grid of blocks trained by several threads at once (numba, with numpy twins).
 
-The ratings are in block order (`mfrec.blocks.Grid`) and P, Q, bu, bi are the working copies:
+The ratings are in block order (`mfrec.training.blocks.Grid`) and P, Q, bu, bi are the working
+copies:
 rows in block order, P and Q padded with zero columns to whole vectors (`mfrec.kernels.simd`).
 `strata` lists sub-epochs, one per row, whose blocks share no user group and no item group.
 The *serial order* is row after row. Threads take blocks in that order and start one as soon
@@ -36,7 +37,7 @@ from mfrec.kernels.sgd import sgd_epoch_reference
 
 # numba intrinsics: imported with numba, when a kernel that calls them is compiled.
 fetch_add, load_acquire, store_release, yield_thread = lazy(
-    "mfrec.kernels.atomics", "fetch_add", "load_acquire", "store_release", "yield_thread"
+    "mfrec.kernels.sync", "fetch_add", "load_acquire", "store_release", "yield_thread"
 )
 prefetch_row, row_dot, row_step, row_step_dot = lazy(
     "mfrec.kernels.simd", "prefetch_row", "row_dot", "row_step", "row_step_dot"
@@ -79,7 +80,8 @@ def sgd_strata(
     """Run the blocks of ``strata`` (row by row: the *serial order*) in place, on `workers`
     threads; the result is that of the serial order.
 
-    The ratings are stored as in `mfrec.blocks.Grid`. ``strata`` is (S, B) over a grid of B x B
+    The ratings are stored as in `mfrec.training.blocks.Grid`. ``strata`` is (S, B) over a grid of
+    B x B
     blocks; block ``blk`` is user group ``a = blk // B`` and item group ``c = blk % B``; its
     ratings are at positions ``block_ptr[blk]:block_ptr[blk + 1]``, by working rows
     ``user_start[a] + users[j]`` and ``item_start[c] + items[j]``, of value

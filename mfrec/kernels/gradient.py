@@ -6,9 +6,11 @@ With e_ui = r_ui - r̂_ui and s = 1/|R| (docs/math.md, "Gradient"), half of ∇J
     g(p_u) = s (reg n_u p_u - Σ_i e_ui q_i)        g(b_u) = s (reg_bias n_u b_u - Σ_i e_ui)
     g(q_i) = s (reg n_i q_i - Σ_u e_ui p_u)        g(b_i) = s (reg_bias n_i b_i - Σ_u e_ui)
 
-The ratings are those of a `mfrec.blocks.Grid` (B user groups x B item groups), each block's
+The ratings are those of a `mfrec.training.blocks.Grid` (B user groups x B item groups), each
+block's
 ratings ordered by user (`sort_blocks`), and P, Q, bu, bi are working copies with rows in grid
-order, P and Q padded with zero columns to whole vectors (`mfrec.solvers.sgd.WorkingCopy`): the
+order, P and Q padded with zero columns to whole vectors
+(`mfrec.training.solvers.sgd.WorkingCopy`): the
 rows one block touches stay in cache and the row operations run on whole vectors.
 
 The first pass hands the user groups to the threads. A group's blocks are visited in item-group
@@ -70,7 +72,7 @@ def half_gradient(
     """Write ½∇J into gP, gQ, gbu, gbi (rows in the factors' order) and each rating's residual
     into ``residuals`` at its grid position.
 
-    The grid arrays are as in `mfrec.blocks.Grid`: block ``a * B + c`` holds positions
+    The grid arrays are as in `mfrec.training.blocks.Grid`: block ``a * B + c`` holds positions
     ``block_ptr[blk]:block_ptr[blk + 1]``, by working rows ``user_start[a] + users[j]`` and
     ``item_start[c] + items[j]``, of value ``values[codes[j]]``; working row w is row
     ``user_rows[w]`` of the factors (``item_rows`` likewise). P, Q, bu, bi are the working

@@ -3,7 +3,7 @@
 The ratings ``order[0:B], order[B:2B], ...`` form the batches (the last one may be shorter).
 For each batch the half-gradient ``(1/|B|) Σ_{(u,i)∈B} (1/2) ∇ℓ_ui`` is accumulated at the
 batch-start parameters into scratch rows for the users and items the batch touches, then one
-optimizer step (`mfrec.kernels.optim`) is applied to those rows only. With B = 1 and the
+optimizer step (`mfrec.kernels.steps`) is applied to those rows only. With B = 1 and the
 constant rule this is exactly `mfrec.kernels.sgd.sgd_epoch`; with B = all ratings it is one
 full-batch step.
 
@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 
 from mfrec.kernels import FASTMATH
 from mfrec.kernels.jit import lazy, njit, prange
-from mfrec.kernels.optim import apply_rows, apply_rows_reference
+from mfrec.kernels.steps import apply_rows, apply_rows_reference
 
 gather_axpy, row_axpy, row_dot, row_scale = lazy(
     "mfrec.kernels.simd", "gather_axpy", "row_axpy", "row_dot", "row_scale"

@@ -5,7 +5,7 @@ LLVM's loop vectoriser turns ``for f in range(k)`` into a 64-wide unrolled body 
 loads that straddle cache lines. These intrinsics instead emit one loop of full vectors of
 `VECTOR_BYTES` (16 float32 or 8 float64 lanes). They are fastest on rows whose length is a
 multiple of `lanes` (`padded_width`), which leaves no element-by-element tail; the SGD solver
-keeps padded, 64-byte aligned working copies of P and Q (`mfrec.solvers.sgd.WorkingCopy`).
+keeps padded, 64-byte aligned working copies of P and Q (`mfrec.training.solvers.sgd.WorkingCopy`).
 Padding columns must be zero: every operation keeps them at zero, so they add nothing to a dot
 product. `row_dot`, `row_step` and `row_step_dot` also take the rest of a row in narrower
 vectors, so the sgd kernel runs on the first `active_width` columns of its padded rows: whole

@@ -1,0 +1,1 @@
+"""Experiments on a ratings set: compare solvers, cross-validate, tune hyperparameters."""

@@ -1,0 +1,2 @@
+"""Using a trained model: the estimator, predictions, recommendations, similar items, evaluation,
+metrics and the model file."""

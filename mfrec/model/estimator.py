@@ -1,0 +1,754 @@
+"""MatrixFactorization: the scikit-learn style estimator around the trainer.
+
+``MatrixFactorization(solver="sgd", factors=50).fit(data)`` compacts the ratings, converts them
+to the training dtype, optionally splits off a validation set, trains, and keeps the result in
+attributes ending in ``_``. `predict` works on raw IDs; `save` / `load` use `mfrec.model.modelfile`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+from numbers import Integral, Real
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from mfrec.errors import DataFormatError, ModelFileError, NotFittedError, ParameterError
+from mfrec.kernels import native
+from mfrec.ratings.idmap import IdMap
+from mfrec.ratings.ratingdata import RatingData
+from mfrec.training import objective
+from mfrec.training.solvers.base import (
+    DEFAULT_FACTORS,
+    DEFAULT_INIT_STD,
+    DEFAULT_REG,
+    DEFAULT_REG_BIAS,
+    Factors,
+    Solver,
+    SolverParams,
+    TrainSet,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mfrec.training.trainer import History
+
+logger = logging.getLogger(__name__)
+
+DTYPES = ("float32", "float64")
+_PARAM_DEFAULTS = SolverParams()
+
+
+class MatrixFactorization:
+    """Biased matrix factorization r̂(u,i) = mu + b_u + b_i + p_u·q_i, trained by one solver.
+
+    Parameters left at None take the solver's own default (`epochs`, `lr`, `optimizer`) or
+    the package default (`factors`). Parameters are checked when `fit` starts.
+
+    Parameters
+    ----------
+    solver
+        One of `mfrec.training.solvers.SOLVERS`: ``sgd``, ``bgd``, ``minibatch`` or ``als``.
+    factors
+        Latent dimensions k (default 100).
+    epochs
+        Passes over the training data; with `patience`, the most that will run.
+    lr, optimizer, decay, momentum, batch_size, line_search
+        Step size and its schedule; see `mfrec.training.solvers.base.SolverParams`.
+    reg, reg_bias
+        L2 penalties on the factors and on the biases.
+    use_bias
+        Learn mu, b_u and b_i; without them r̂ = p_u·q_i.
+    init_std
+        Standard deviation of the normal draw of the starting factors.
+    dtype
+        ``float32`` (default) or ``float64`` for the factors and the arithmetic.
+    validation
+        A fraction in (0, 1) of the ratings to hold out at random, or a RatingData, scored
+        after every epoch (`fit(data, validation=...)` overrides it).
+    patience
+        Early stopping: stop when validation RMSE has not improved for this many epochs and
+        keep the best epoch's factors.
+    seed
+        int, numpy Generator or None (fresh entropy); the seed used is kept in `seed_`.
+    progress
+        Show a progress bar on stderr when it is a terminal.
+    threads
+        Threads for the parallel kernels; None uses all cores. sgd, bgd and als give the same
+        model whatever the count.
+
+    Attributes
+    ----------
+    user_factors_, item_factors_, user_bias_, item_bias_ : arrays
+        P (n_users x k), Q (n_items x k), b_u, b_i; indices follow `user_map_` / `item_map_`.
+    global_mean_ : float
+        Mean training rating: mu when `use_bias`, and the fallback for unknown IDs.
+    user_map_, item_map_ : IdMap
+        Raw IDs of the users and items seen in training.
+    scale_ : (float, float)
+        Rating scale; predictions are clipped to it.
+    seen_indptr_, seen_indices_ : arrays
+        CSR of the items each user rated in training (``seen_indices_[seen_indptr_[u]:
+        seen_indptr_[u + 1]]``), the ratings a recommendation leaves out.
+    history_ : DataFrame
+        One row per epoch, see `mfrec.training.trainer` (built from `history_data_` on first
+        access).
+    history_data_ : mfrec.training.trainer.History
+        The same history as numpy columns.
+    best_epoch_, n_epochs_, stop_reason_ : int, int, str
+        The epoch whose factors were kept, the epochs run, and why training stopped.
+    train_rmse_, validation_rmse_ : float
+        RMSE of the kept factors on the training and validation sets (NaN without validation).
+    seed_ : int
+        The seed that reproduces this fit.
+    """
+
+    def __init__(
+        self,
+        solver: str = "sgd",
+        *,
+        factors: int | None = None,
+        epochs: int | None = None,
+        lr: float | None = None,
+        reg: float = DEFAULT_REG,
+        reg_bias: float = DEFAULT_REG_BIAS,
+        batch_size: int = _PARAM_DEFAULTS.batch_size,
+        optimizer: str | None = None,
+        decay: float = _PARAM_DEFAULTS.decay,
+        momentum: float = _PARAM_DEFAULTS.momentum,
+        line_search: bool = False,
+        use_bias: bool = True,
+        init_std: float = DEFAULT_INIT_STD,
+        dtype: str = "float32",
+        validation: float | RatingData | None = None,
+        patience: int | None = None,
+        seed: int | np.random.Generator | None = None,
+        progress: bool = False,
+        threads: int | None = None,
+    ):
+        self.solver = solver
+        self.factors = factors
+        self.epochs = epochs
+        self.lr = lr
+        self.reg = reg
+        self.reg_bias = reg_bias
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.decay = decay
+        self.momentum = momentum
+        self.line_search = line_search
+        self.use_bias = use_bias
+        self.init_std = init_std
+        self.dtype = dtype
+        self.validation = validation
+        self.patience = patience
+        self.seed = seed
+        self.progress = progress
+        self.threads = threads
+
+    # -- parameters ----------------------------------------------------------------------------
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor parameters as a dict (`deep` is accepted for scikit-learn)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> MatrixFactorization:
+        """Set constructor parameters by name; they take effect at the next `fit`."""
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ParameterError(
+                    name, value, f"no such parameter; valid ones: {', '.join(valid)}"
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {
+            name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()
+        }
+        changed = [
+            f"{name}={value!r}"
+            for name, value in self.get_params().items()
+            if not _same(value, defaults[name])
+        ]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def _validated(self) -> tuple[type[Solver], SolverParams]:
+        """Check every parameter once; return the solver class and its resolved parameters."""
+        from mfrec.training.optimizers import OPTIMIZERS
+        from mfrec.training.solvers import SOLVERS
+
+        if self.solver not in SOLVERS:
+            raise ParameterError(
+                "solver", self.solver, f"must be one of {', '.join(sorted(SOLVERS))}"
+            )
+        solver_cls = SOLVERS[self.solver]
+        _check_int("factors", self.factors, optional=True)
+        _check_int("epochs", self.epochs, optional=True)
+        if self.lr is not None:
+            _check_real("lr", self.lr, low=0.0, low_open=True)
+        _check_real("reg", self.reg, low=0.0)
+        _check_real("reg_bias", self.reg_bias, low=0.0)
+        _check_int("batch_size", self.batch_size)
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise ParameterError(
+                "optimizer", self.optimizer, f"must be one of {', '.join(OPTIMIZERS)}"
+            )
+        _check_real("decay", self.decay, low=0.0)
+        _check_real("momentum", self.momentum, low=0.0, high=1.0)
+        for name in ("line_search", "use_bias", "progress"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise ParameterError(name, getattr(self, name), "must be True or False")
+        if self.line_search and self.solver != "bgd":
+            raise ParameterError(
+                "line_search", self.line_search, f"only the bgd solver has one, not {self.solver}"
+            )
+        _check_real("init_std", self.init_std, low=0.0, low_open=True)
+        if _dtype_name(self.dtype) not in DTYPES:
+            raise ParameterError("dtype", self.dtype, f"must be one of {', '.join(DTYPES)}")
+        _check_validation(self.validation)
+        _check_int("patience", self.patience, optional=True)
+        _check_int("threads", self.threads, optional=True)
+        if not (
+            self.seed is None
+            or isinstance(self.seed, np.random.Generator)
+            or (_is_int(self.seed) and self.seed >= 0)
+        ):
+            raise ParameterError("seed", self.seed, "must be an int >= 0, a Generator or None")
+        params = SolverParams(
+            lr=None if self.lr is None else float(self.lr),
+            reg=float(self.reg),
+            reg_bias=float(self.reg_bias),
+            optimizer=self.optimizer,
+            decay=float(self.decay),
+            momentum=float(self.momentum),
+            batch_size=int(self.batch_size),
+            line_search=bool(self.line_search),
+            threads=None if self.threads is None else int(self.threads),
+        )
+        return solver_cls, params
+
+    # -- training ------------------------------------------------------------------------------
+
+    def fit(
+        self, data: RatingData, validation: float | RatingData | None = None
+    ) -> MatrixFactorization:
+        """Train on `data`; `validation` (a fraction or RatingData) overrides the parameter.
+
+        Validation ratings whose user or item is not in the training part are left out of the
+        validation RMSE (the model has no factors for them).
+        """
+        from mfrec.kernels.group import group_by_row
+        from mfrec.training.trainer import train
+
+        solver_cls, params = self._validated()
+        if validation is not None:
+            _check_validation(validation)
+        else:
+            validation = self.validation
+        if self.patience is not None and validation is None:
+            raise ParameterError(
+                "patience", self.patience, "early stopping needs validation (a fraction or data)"
+            )
+        if len(data) == 0:
+            raise DataFormatError("no ratings to train on", source=data.source)
+        seed = _resolve_seed(self.seed)
+        dtype = np.dtype(_dtype_name(self.dtype))
+
+        data = data.compact()
+        if isinstance(validation, RatingData):
+            train_data, held_out = data, validation
+        elif validation is not None:
+            train_data, held_out = _split(data, float(validation), seed)
+        else:
+            train_data, held_out = data, None
+        trainset = _trainset(train_data, train_data.user_map, train_data.item_map, dtype)
+        logger.info(
+            "training set: %d ratings, %d users, %d items, %s",
+            len(trainset),
+            trainset.n_users,
+            trainset.n_items,
+            dtype.name,
+        )
+        valset = None
+        if held_out is not None:
+            valset = _trainset(held_out, train_data.user_map, train_data.item_map, dtype)
+            if len(valset) == 0:
+                raise ParameterError(
+                    "validation",
+                    validation,
+                    f"none of its {len(held_out)} ratings has a user and an item seen in training",
+                )
+            if len(valset) < len(held_out):
+                logger.info(
+                    "validation: %d of %d ratings left out (user or item not in training)",
+                    len(held_out) - len(valset),
+                    len(held_out),
+                )
+
+        factors = DEFAULT_FACTORS if self.factors is None else int(self.factors)
+        epochs = solver_cls.default_epochs if self.epochs is None else int(self.epochs)
+        # A small fit starts faster on kernels built ahead of time than on numba's JIT
+        # (same results: `mfrec.kernels.native`).
+        small = native.worthwhile(len(trainset), epochs, factors, params.threads)
+        with native.use(small):
+            result = train(
+                trainset,
+                solver_cls,
+                params,
+                factors=factors,
+                epochs=self.epochs,
+                init_std=float(self.init_std),
+                use_bias=bool(self.use_bias),
+                seed=seed,
+                validation=valset,
+                patience=self.patience,
+                progress=bool(self.progress),
+            )
+            # A counting sort, not trainset.by_user(): that argsort and its grouped copies of
+            # the ratings cost gigabytes at 100M ratings, and only the item indices are kept.
+            seen_indptr, seen_indices = group_by_row(
+                trainset.users, trainset.items, trainset.n_users
+            )
+        logger.info("seen items indexed (%d ratings)", len(seen_indices))
+        self._set_fitted(
+            user_factors=result.factors.P,
+            item_factors=result.factors.Q,
+            user_bias=result.factors.bu,
+            item_bias=result.factors.bi,
+            global_mean=float(np.mean(trainset.ratings, dtype=np.float64)),
+            user_map=train_data.user_map,
+            item_map=train_data.item_map,
+            scale=train_data.scale,
+            seen_indptr=seen_indptr,
+            seen_indices=seen_indices,
+            history=result.history_data,
+            best_epoch=result.best_epoch,
+            stop_reason=result.stop_reason,
+            seed=seed,
+        )
+        return self
+
+    def _set_fitted(self, *, history: History | pd.DataFrame, **attrs: Any) -> None:
+        from mfrec.training.trainer import History
+
+        for name, value in attrs.items():
+            setattr(self, name + "_", value)
+        self.history_data_ = History.of(history)
+        best = self.history_data_.row(self.best_epoch_)
+        self.n_epochs_ = int(self.history_data_.columns["epoch"][-1])
+        self.train_rmse_ = float(best["train_rmse"])
+        self.validation_rmse_ = float(best.get("validation_rmse", math.nan))
+
+    @property
+    def history_(self) -> pd.DataFrame:
+        """One row per epoch, see `mfrec.training.trainer` (a DataFrame built on first access)."""
+        self._check_fitted()
+        return self.history_data_.to_frame()
+
+    def to_factors(self) -> Factors:
+        """The fitted parameters as the solvers' `Factors` (sharing the arrays)."""
+        self._check_fitted()
+        return Factors(
+            self.user_factors_,
+            self.item_factors_,
+            self.user_bias_,
+            self.item_bias_,
+            self.global_mean_ if self.use_bias else 0.0,
+            bool(self.use_bias),
+        )
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "user_factors_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet: call fit(data) first"
+            )
+
+    # -- use -----------------------------------------------------------------------------------
+
+    def predict(
+        self,
+        users: ArrayLike,
+        items: ArrayLike,
+        *,
+        clip: bool = True,
+        return_known: bool = False,
+    ) -> NDArray[np.float64] | tuple[NDArray[np.float64], NDArray[np.str_]]:
+        """Predicted ratings for pairs of raw user and item IDs (compared as strings).
+
+        An unknown user or item has no factors: its prediction falls back to the global mean
+        plus whichever bias is known. `clip` bounds predictions to the rating scale. With
+        `return_known`, also returns what the model knew of each pair: ``both``, ``user``,
+        ``item`` or ``none`` (see `known_labels`).
+        """
+        self._check_fitted()
+        u = self.user_map_.indices(_as_ids(users))
+        i = self.item_map_.indices(_as_ids(items))
+        if len(u) != len(i):
+            raise ValueError(f"predict: {len(u)} users but {len(i)} items")
+        pred = self.predict_indices(u, i, clip=clip)
+        return (pred, known_labels(u, i)) if return_known else pred
+
+    def predict_indices(
+        self, users: NDArray[np.integer], items: NDArray[np.integer], *, clip: bool = True
+    ) -> NDArray[np.float64]:
+        """`predict` on indices of `user_map_` / `item_map_`, -1 standing for an unknown ID."""
+        self._check_fitted()
+        u, i = np.asarray(users), np.asarray(items)
+        both = (u >= 0) & (i >= 0)
+        pred = np.empty(len(u), dtype=np.float64)
+        pred[both] = objective.predict(self.to_factors(), u[both], i[both])
+        # Fallback without factors: the mean plus whichever bias is known.
+        only_u = (u >= 0) & ~both
+        only_i = (i >= 0) & ~both
+        pred[~both] = self.global_mean_
+        if self.use_bias:
+            pred[only_u] += self.user_bias_[u[only_u]]
+            pred[only_i] += self.item_bias_[i[only_i]]
+        if clip:
+            np.clip(pred, self.scale_[0], self.scale_[1], out=pred)
+        return pred
+
+    def recommend(
+        self,
+        users: ArrayLike | str | None,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        cold_start: str = "error",
+        memory_budget: int | None = None,
+    ) -> tuple[NDArray[np.object_], NDArray[np.float64]]:
+        """The top-k items for raw user IDs, best first: (item IDs, predicted ratings).
+
+        One ID gives 1-D arrays, as long as that user's list. Several IDs (or None: every
+        user, in the order of `user_map_`) give 2-D arrays with one row per user and
+        min(k, n_items) columns, padded with None / NaN for a user with fewer candidate items.
+        `exclude_seen` leaves out the items the user rated in training. An unknown user raises
+        UnknownUserError unless ``cold_start="popular"`` (the most-rated items). Ties rank the
+        lower item index first. `memory_budget` caps the bytes of scores held at once (see
+        `mfrec.model.recommend`). Scores are unclipped r̂ (clipping would only create ties).
+        """
+        from mfrec.model.recommend import DEFAULT_MEMORY_BUDGET, iter_recommendations
+
+        single = isinstance(users, str) or (users is not None and np.ndim(users) == 0)
+        blocks = list(
+            iter_recommendations(
+                self,
+                [users] if single else users,
+                k,
+                exclude_seen=exclude_seen,
+                cold_start=cold_start,
+                memory_budget=memory_budget or DEFAULT_MEMORY_BUDGET,
+            )
+        )
+        width = min(k, len(self.item_map_))
+        ids = np.concatenate([b.items for b in blocks]) if blocks else np.empty((0, width), object)
+        scores = np.concatenate([b.scores for b in blocks]) if blocks else np.empty((0, width))
+        return _one_row(ids, scores) if single else (ids, scores)
+
+    def similar_items(
+        self, items: ArrayLike | str, k: int = 10, *, memory_budget: int | None = None
+    ) -> tuple[NDArray[np.object_], NDArray[np.float64]]:
+        """The k items whose factor vectors have the highest cosine similarity with each raw
+        item ID: (item IDs, similarities), shaped as in `recommend`. An unknown ID raises
+        UnknownItemError."""
+        from mfrec.model.recommend import DEFAULT_MEMORY_BUDGET
+        from mfrec.model.recommend import similar_items as similar
+
+        single = isinstance(items, str) or np.ndim(items) == 0
+        ids, scores = similar(
+            self,
+            [items] if single else items,
+            k,
+            memory_budget=memory_budget or DEFAULT_MEMORY_BUDGET,
+        )
+        return _one_row(ids, scores) if single else (ids, scores)
+
+    def describe(self) -> dict[str, Any]:
+        """What the model is, as plain values: solver, hyperparameters, data sizes, and the
+        history's figures at the last epoch (``final``) and at the kept one (``best``)."""
+        self._check_fitted()
+        n_users, n_items = len(self.user_map_), len(self.item_map_)
+        n_ratings = len(self.seen_indices_)
+        history = self.history_data_.columns
+        figures = [c for c in ("objective", "train_rmse", "validation_rmse") if c in history]
+        best = self.history_data_.row(self.best_epoch_)
+        return {
+            "solver": self.solver,
+            "factors": int(self.user_factors_.shape[1]),
+            "dtype": self.user_factors_.dtype.name,
+            "use_bias": bool(self.use_bias),
+            "users": n_users,
+            "items": n_items,
+            "ratings": n_ratings,
+            "density": n_ratings / (n_users * n_items) if n_users and n_items else 0.0,
+            "scale": [float(x) for x in self.scale_],
+            "global_mean": float(self.global_mean_),
+            "epochs": self.n_epochs_,
+            "best_epoch": int(self.best_epoch_),
+            "stop_reason": self.stop_reason_,
+            "seconds": float(history["seconds"][-1]) if "seconds" in history else None,
+            "final": {c: float(history[c][-1]) for c in figures},
+            "best": {c: float(best[c]) for c in figures},
+            "seed": int(self.seed_),
+            "hyperparameters": self._saved_params(),
+        }
+
+    @classmethod
+    def from_factors(
+        cls,
+        user_factors: ArrayLike,
+        item_factors: ArrayLike,
+        user_ids: ArrayLike,
+        item_ids: ArrayLike,
+        *,
+        scale: tuple[float, float],
+        user_bias: ArrayLike | None = None,
+        item_bias: ArrayLike | None = None,
+        global_mean: float = 0.0,
+        seen: tuple[ArrayLike, ArrayLike] | None = None,
+        **params: Any,
+    ) -> MatrixFactorization:
+        """A fitted model made from given factors, without training (factors trained
+        elsewhere, tests, benchmarks).
+
+        Without biases the model predicts p_u·q_i (``use_bias=False``). `seen` is the CSR
+        (indptr, indices) of the items each user rated, which recommendations leave out;
+        none by default. `params` are constructor parameters, kept for the record.
+        """
+        from mfrec.training.trainer import History
+
+        P = np.ascontiguousarray(user_factors)
+        Q = np.ascontiguousarray(item_factors)
+        user_map, item_map = IdMap(_as_ids(user_ids)), IdMap(_as_ids(item_ids))
+        if P.ndim != 2 or Q.ndim != 2 or P.shape[1] != Q.shape[1]:
+            raise ParameterError("item_factors", Q.shape, f"does not match user_factors {P.shape}")
+        if (len(P), len(Q)) != (len(user_map), len(item_map)):
+            raise ParameterError(
+                "user_ids",
+                len(user_map),
+                f"{len(user_map)} user and {len(item_map)} item IDs for factors of "
+                f"{len(P)} users and {len(Q)} items",
+            )
+        use_bias = user_bias is not None or item_bias is not None
+        bu = np.zeros(len(P), P.dtype) if user_bias is None else np.asarray(user_bias, P.dtype)
+        bi = np.zeros(len(Q), P.dtype) if item_bias is None else np.asarray(item_bias, P.dtype)
+        if seen is None:
+            seen = (np.zeros(len(P) + 1, dtype=np.int64), np.zeros(0, dtype=np.int32))
+        model = cls(**{"factors": P.shape[1], "dtype": P.dtype.name, **params}, use_bias=use_bias)
+        model._set_fitted(
+            user_factors=P,
+            item_factors=Q,
+            user_bias=bu,
+            item_bias=bi,
+            global_mean=float(global_mean),
+            user_map=user_map,
+            item_map=item_map,
+            scale=(float(scale[0]), float(scale[1])),
+            seen_indptr=np.asarray(seen[0], dtype=np.int64),
+            seen_indices=np.asarray(seen[1], dtype=np.int32),
+            history=History({"epoch": np.zeros(1, np.int64), "train_rmse": np.full(1, math.nan)}),
+            best_epoch=0,
+            stop_reason="from_factors",
+            seed=0,
+        )
+        return model
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the fitted model to `path` (an ``.npz`` archive, written atomically)."""
+        from mfrec.model.modelfile import SavedModel, save_model
+
+        self._check_fitted()
+        save_model(
+            path,
+            SavedModel(
+                P=self.user_factors_,
+                Q=self.item_factors_,
+                bu=self.user_bias_,
+                bi=self.item_bias_,
+                mu=self.global_mean_,
+                use_bias=bool(self.use_bias),
+                user_map=self.user_map_,
+                item_map=self.item_map_,
+                scale=self.scale_,
+                seen_indptr=self.seen_indptr_,
+                seen_indices=self.seen_indices_,
+                hyperparameters=self._saved_params(),
+                history=self.history_data_,
+                seed=self.seed_,
+                best_epoch=self.best_epoch_,
+                stop_reason=self.stop_reason_,
+            ),
+        )
+
+    def _saved_params(self) -> dict[str, Any]:
+        """The constructor parameters as JSON-able values."""
+        hyper = self.get_params()
+        # Objects that JSON cannot hold: the data set and the generator are not part of the
+        # model; seed_ reproduces the fit.
+        if isinstance(hyper["validation"], RatingData):
+            hyper["validation"] = None
+        if isinstance(hyper["seed"], np.random.Generator):
+            hyper["seed"] = None
+        hyper["dtype"] = _dtype_name(hyper["dtype"])
+        return _plain(hyper)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> MatrixFactorization:
+        """Read a model written by `save`; raises ModelFileError on a bad file."""
+        from mfrec.model.modelfile import load_model
+
+        saved = load_model(path)
+        try:
+            model = cls(**saved.hyperparameters)
+        except TypeError as exc:
+            raise ModelFileError(f"{path}: unexpected hyperparameters ({exc})") from exc
+        model._set_fitted(
+            user_factors=saved.P,
+            item_factors=saved.Q,
+            user_bias=saved.bu,
+            item_bias=saved.bi,
+            global_mean=saved.mu,
+            user_map=saved.user_map,
+            item_map=saved.item_map,
+            scale=saved.scale,
+            seen_indptr=saved.seen_indptr,
+            seen_indices=saved.seen_indices,
+            history=saved.history_data,
+            best_epoch=saved.best_epoch,
+            stop_reason=saved.stop_reason,
+            seed=saved.seed,
+        )
+        return model
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool | np.bool_)
+
+
+def _check_int(name: str, value: object, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not _is_int(value):
+        raise ParameterError(name, value, "must be an integer >= 1")
+    if value < 1:
+        raise ParameterError(name, value, "must be >= 1")
+
+
+def _check_real(
+    name: str, value: object, *, low: float, low_open: bool = False, high: float | None = None
+) -> None:
+    """`value` in [low, high) (or (low, high) with `low_open`), finite; high=None: no bound."""
+    if high is None:
+        wanted = f"> {low:g}" if low_open else f">= {low:g}"
+    else:
+        wanted = f"in {'(' if low_open else '['}{low:g}, {high:g})"
+    if not (isinstance(value, Real) and not isinstance(value, bool | np.bool_)):
+        raise ParameterError(name, value, f"must be a number {wanted}")
+    ok = math.isfinite(value) and (value > low if low_open else value >= low)
+    if high is not None:
+        ok = ok and value < high
+    if not ok:
+        raise ParameterError(name, value, f"must be {wanted}")
+
+
+def _check_validation(value: object) -> None:
+    if value is None or isinstance(value, RatingData):
+        return
+    if isinstance(value, Real) and not isinstance(value, bool | np.bool_) and 0.0 < value < 1.0:
+        return
+    raise ParameterError("validation", value, "must be a fraction in (0, 1) or a RatingData")
+
+
+def _dtype_name(dtype: object) -> str:
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return repr(dtype)
+
+
+def _same(a: object, b: object) -> bool:
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except (TypeError, ValueError):
+        return a is b
+
+
+def _resolve_seed(seed: int | np.random.Generator | None) -> int:
+    """The int seed of a fit: as given, drawn from the Generator, or from fresh entropy."""
+    if _is_int(seed):
+        return int(seed)
+    return int(np.random.default_rng(seed).integers(2**63 - 1))
+
+
+def _split(data: RatingData, fraction: float, seed: int) -> tuple[RatingData, RatingData]:
+    """Hold out `fraction` of the ratings at random; the training part is compacted."""
+    n = len(data)
+    if n < 2:
+        raise ParameterError("validation", fraction, f"cannot split {n} rating(s)")
+    n_val = min(max(round(fraction * n), 1), n - 1)
+    # A child stream: the starting factors stay those of the same seed without validation.
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    held = np.zeros(n, dtype=bool)
+    held[rng.choice(n, size=n_val, replace=False)] = True
+    return data.subset(~held).compact(), data.subset(held)
+
+
+def _trainset(data: RatingData, user_map: IdMap, item_map: IdMap, dtype: np.dtype) -> TrainSet:
+    """`data` over the indices of `user_map` / `item_map`, dropping ratings outside them."""
+    if data.user_map is user_map and data.item_map is item_map:
+        users, items, ratings = data.users, data.items, data.ratings
+    else:
+        users = user_map.indices(data.user_map.ids)[data.users]
+        items = item_map.indices(data.item_map.ids)[data.items]
+        keep = (users >= 0) & (items >= 0)
+        users, items, ratings = users[keep], items[keep], data.ratings[keep]
+    return TrainSet(
+        np.ascontiguousarray(users, dtype=np.int32),
+        np.ascontiguousarray(items, dtype=np.int32),
+        np.ascontiguousarray(ratings, dtype=dtype),
+        len(user_map),
+        len(item_map),
+    )
+
+
+#: What a model knows of a (user, item) pair, by (user known) * 2 + (item known).
+KNOWN = ("none", "item", "user", "both")
+
+
+def known_labels(users: NDArray[np.integer], items: NDArray[np.integer]) -> NDArray[np.str_]:
+    """Per pair of indices (-1: unknown), which side the model knows: a value of `KNOWN`."""
+    code = (np.asarray(users) >= 0) * 2 + (np.asarray(items) >= 0)
+    return np.asarray(KNOWN)[code]
+
+
+def _one_row(
+    ids: NDArray[np.object_], scores: NDArray[np.float64]
+) -> tuple[NDArray[np.object_], NDArray[np.float64]]:
+    """The first row of padded (ids, scores), without its padding."""
+    n = int(np.count_nonzero(ids[0] != None))  # noqa: E711 (elementwise on an object array)
+    return ids[0, :n], scores[0, :n]
+
+
+def _as_ids(values: ArrayLike) -> NDArray[np.str_]:
+    return np.asarray(values).astype(str).ravel()
+
+
+def _plain(params: dict[str, Any]) -> dict[str, Any]:
+    """Numpy scalars as Python ones, so the parameters serialize to JSON."""
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}

@@ -1,0 +1,58 @@
+"""What the gradient solvers (sgd, minibatch, bgd) share: optimizer state and the lr schedule."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mfrec.kernels.minibatch import minibatch_epoch
+from mfrec.kernels.threads import numba_threads, resolve_threads
+from mfrec.training.optimizers import OptimizerState, epoch_lr
+from mfrec.training.solvers.base import Factors, Solver, SolverParams, TrainSet
+
+
+class GradientSolver(Solver):
+    """A solver stepping along half-gradients through `params.optimizer`.
+
+    The optimizer state (`opt`) lives here, one per run; ParameterError for an unknown optimizer.
+    """
+
+    def __init__(
+        self,
+        factors: Factors,
+        train: TrainSet,
+        params: SolverParams,
+        rng: np.random.Generator,
+    ):
+        super().__init__(factors, train, params, rng)
+        self.opt = OptimizerState.create(self.optimizer, factors)
+
+    def epoch_lr(self, epoch: int) -> float:
+        """The learning rate of epoch `epoch` (from 0) under the optimizer's schedule."""
+        return epoch_lr(self.lr, self.optimizer, self.params.decay, epoch)
+
+    def _minibatch_epoch(self, order: NDArray[np.integer], batch_size: int, epoch: int) -> float:
+        """Run the mini-batch kernel over `order` on `params.threads` threads; returns the
+        squared errors seen."""
+        f, t, p = self.factors, self.train, self.params
+        cast = f.P.dtype.type
+        with numba_threads(resolve_threads(p.threads)):
+            return minibatch_epoch(
+                t.users,
+                t.items,
+                t.ratings,
+                order,
+                batch_size,
+                f.P,
+                f.Q,
+                f.bu,
+                f.bi,
+                cast(f.mu),
+                cast(p.reg),
+                cast(p.reg_bias),
+                f.use_bias,
+                self.opt.code,
+                self.opt.hyper(self.epoch_lr(epoch), p, f.P.dtype),
+                self.opt.state,
+                self.opt.steps,
+            )

@@ -1,0 +1,1 @@
+"""Helpers every stage shares: parameter checks, number and table formatting, atomic files."""
