@@ -17,12 +17,7 @@ import numpy as np
 
 from mfrec.model.estimator import MatrixFactorization
 from mfrec.ratings.load import load_ratings
-from mfrec.training.solvers.base import (
-    DEFAULT_FACTORS,
-    DEFAULT_INIT_STD,
-    DEFAULT_REG,
-    DEFAULT_REG_BIAS,
-)
+from mfrec.training.state import DEFAULT_FACTORS, DEFAULT_INIT_STD, DEFAULT_REG, DEFAULT_REG_BIAS
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k"
 

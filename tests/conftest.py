@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mfrec.training.solvers.base import TrainSet
+from mfrec.training.state import TrainSet
 
 
 def _ml100k_dir() -> Path:

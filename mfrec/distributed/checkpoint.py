@@ -23,7 +23,7 @@ import pandas as pd
 from mfrec.errors import MfrecError
 from mfrec.ratings.idmap import IdMap
 from mfrec.training.optimizers import OptimizerState
-from mfrec.training.solvers.base import Factors
+from mfrec.training.state import Factors
 from mfrec.utils.atomicfile import atomic_open
 
 FILENAME = "checkpoint.npz"

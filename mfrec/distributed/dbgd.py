@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from mfrec.distributed.grid import Side, Stripe
 from mfrec.kernels.steps import apply_rows
 from mfrec.training import objective
-from mfrec.training.solvers.base import Factors
+from mfrec.training.state import Factors
 
 if TYPE_CHECKING:
     from distributed import Client, Future

@@ -29,7 +29,7 @@ from mfrec.distributed import engine
 from mfrec.distributed.grid import Side, Stripe, block_state
 from mfrec.training.optimizers import optimizer_code
 from mfrec.training.solvers import get_solver
-from mfrec.training.solvers.base import SolverParams
+from mfrec.training.state import SolverParams
 
 if TYPE_CHECKING:
     from collections.abc import Callable

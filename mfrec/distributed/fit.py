@@ -36,9 +36,11 @@ from mfrec.distributed import dbgd, dsgd, engine
 from mfrec.distributed.grid import Side, evaluate_stripe, sides_of
 from mfrec.errors import DivergenceError, ParameterError
 from mfrec.progress import ProgressBar
+from mfrec.training.fitting import FittedState, check_params
 from mfrec.training.optimizers import OptimizerState, epoch_lr
-from mfrec.training.solvers.base import DEFAULT_FACTORS, Factors
+from mfrec.training.state import DEFAULT_FACTORS, Factors
 from mfrec.training.trainer import DIVERGENCE_FACTOR, STOP_CALLBACK, STOP_EPOCHS
+from mfrec.utils.validation import resolve_seed
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -131,9 +133,8 @@ def fit_dask(
         model is produced; with checkpoints, `resume` continues from the last one.
     """
     from mfrec.distributed.ingest import ingest, read_frame
-    from mfrec.model.estimator import _resolve_seed
 
-    solver_cls, params = model._validated()
+    solver_cls, params = check_params(model.get_params())
     _check_supported(model, params)
     if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise ParameterError("checkpoint_every", checkpoint_every, "must be an integer >= 1")
@@ -141,7 +142,7 @@ def fit_dask(
         raise ParameterError("resume", resume, "needs a checkpoint directory")
     if blocks is not None and (not isinstance(blocks, int) or blocks < 1):
         raise ParameterError("blocks", blocks, "must be an integer >= 1")
-    seed = _resolve_seed(model.seed)
+    seed = resolve_seed(model.seed)
     dtype = np.dtype(model.dtype)
     optimizer = params.optimizer or solver_cls.default_optimizer
     # What a resumed run must share with the checkpoint's (more epochs are fine; the cluster
@@ -192,21 +193,23 @@ def fit_dask(
         run.train(n_epochs, checkpoint_dir, checkpoint_every, callback)
         factors = run.gather_factors()
         indptr, indices = _seen(cl, grid, run.what)
-    model._set_fitted(
-        user_factors=factors.P,
-        item_factors=factors.Q,
-        user_bias=factors.bu,
-        item_bias=factors.bi,
-        global_mean=grid.mu,
-        user_map=grid.user_map,
-        item_map=grid.item_map,
-        scale=grid.scale,
-        seen_indptr=indptr,
-        seen_indices=indices,
-        history=run.history(),
-        best_epoch=run.epoch,
-        stop_reason=run.stop_reason,
-        seed=seed,
+    model.set_fitted(
+        FittedState(
+            user_factors=factors.P,
+            item_factors=factors.Q,
+            user_bias=factors.bu,
+            item_bias=factors.bi,
+            global_mean=grid.mu,
+            user_map=grid.user_map,
+            item_map=grid.item_map,
+            scale=grid.scale,
+            seen_indptr=indptr,
+            seen_indices=indices,
+            history=run.history(),
+            best_epoch=run.epoch,
+            stop_reason=run.stop_reason,
+            seed=seed,
+        )
     )
     return DaskReport(
         workers=len(set(grid.owners)),

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from mfrec.training import objective
 from mfrec.training.optimizers import OptimizerState
-from mfrec.training.solvers.base import Factors, TrainSet
+from mfrec.training.state import Factors, TrainSet
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from mfrec.distributed import engine
 from mfrec.distributed.grid import Layout, Stripe
 from mfrec.errors import DataFormatError
 from mfrec.ratings.idmap import IdMap
-from mfrec.training.solvers.base import TrainSet
+from mfrec.training.state import TrainSet
 
 if TYPE_CHECKING:
     import dask.dataframe as dd

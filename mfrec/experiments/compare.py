@@ -42,22 +42,23 @@ import numpy as np
 import pandas as pd
 
 from mfrec.errors import DivergenceError, ParameterError
-from mfrec.model.estimator import DTYPES, _resolve_seed, _trainset
 from mfrec.progress import ProgressBar
 from mfrec.ratings.ratingdata import RatingData
 from mfrec.ratings.split import split
+from mfrec.training.fitting import DTYPES, make_trainset
 from mfrec.training.optimizers import OPTIMIZERS
 from mfrec.training.solvers import SOLVERS
-from mfrec.training.solvers.base import (
+from mfrec.training.solvers.minibatch import MiniBatch
+from mfrec.training.state import (
     DEFAULT_FACTORS,
     DEFAULT_REG,
     DEFAULT_REG_BIAS,
     SolverParams,
     TrainSet,
 )
-from mfrec.training.solvers.minibatch import MiniBatch
 from mfrec.training.trainer import train
 from mfrec.utils.atomicfile import atomic_open
+from mfrec.utils.validation import resolve_seed
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -391,7 +392,7 @@ def compare(
     _check_real("reg_bias", reg_bias)
     if dtype not in DTYPES:
         raise ParameterError("dtype", dtype, f"must be one of {', '.join(DTYPES)}")
-    seed = _resolve_seed(seed)
+    seed = resolve_seed(seed)
     train_set, val_set, how = _prepare(data, test_size, validation, seed, np.dtype(dtype))
     runs = _plan_runs(solvers, sizes, optimizer, len(train_set))
     given = _given_lrs(lr or {}, runs)
@@ -755,8 +756,8 @@ def _prepare(
         parts = split(data, fraction, by="random", seed=np.random.SeedSequence(seed).spawn(1)[0])
         train_data, held = parts.train.compact(), parts.test
         how = f"{fraction:.0%} of the ratings held out at random"
-    train_set = _trainset(train_data, train_data.user_map, train_data.item_map, dtype)
-    val_set = _trainset(held, train_data.user_map, train_data.item_map, dtype)
+    train_set = make_trainset(train_data, train_data.user_map, train_data.item_map, dtype)
+    val_set = make_trainset(held, train_data.user_map, train_data.item_map, dtype)
     if len(val_set) == 0:
         raise ParameterError(
             "validation",

@@ -39,9 +39,10 @@ import numpy as np
 import pandas as pd
 
 from mfrec.errors import DataFormatError, DivergenceError, ParameterError
-from mfrec.model.estimator import MatrixFactorization, _resolve_seed
+from mfrec.model.estimator import MatrixFactorization
 from mfrec.ratings.ratingdata import RatingData
 from mfrec.ratings.split import _check_int
+from mfrec.utils.validation import resolve_seed as seed_of
 
 logger = logging.getLogger(__name__)
 
@@ -602,7 +603,7 @@ def resolve_seed(seed: int | np.random.Generator | None) -> int:
     Generator or fresh entropy; it reproduces the run."""
     if isinstance(seed, Integral) and not isinstance(seed, bool) and seed < 0:
         raise ParameterError("seed", seed, "must be an int >= 0, a Generator or None")
-    return _resolve_seed(seed)
+    return seed_of(seed)
 
 
 def _plain(value: Any) -> Any:

@@ -1,8 +1,9 @@
 """MatrixFactorization: the scikit-learn style estimator around the trainer.
 
-``MatrixFactorization(solver="sgd", factors=50).fit(data)`` compacts the ratings, converts them
-to the training dtype, optionally splits off a validation set, trains, and keeps the result in
-attributes ending in ``_``. `predict` works on raw IDs; `save` / `load` use `mfrec.model.modelfile`.
+``MatrixFactorization(solver="sgd", factors=50).fit(data)`` trains through
+`mfrec.training.fitting.fit` and keeps the result in attributes ending in ``_``. The estimator
+is where a model is used: `predict` works on raw IDs, `recommend` and `similar_items` go
+through `mfrec.model.recommend`, `save` / `load` through `mfrec.model.modelfile`.
 """
 
 from __future__ import annotations
@@ -11,36 +12,30 @@ import inspect
 import logging
 import math
 import os
-from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from mfrec.errors import DataFormatError, ModelFileError, NotFittedError, ParameterError
-from mfrec.kernels import native
+from mfrec.errors import ModelFileError, ParameterError
 from mfrec.ratings.idmap import IdMap
 from mfrec.ratings.ratingdata import RatingData
-from mfrec.training import objective
-from mfrec.training.solvers.base import (
-    DEFAULT_FACTORS,
+from mfrec.training import fitting
+from mfrec.training.fitting import FittedState, dtype_name
+from mfrec.training.state import (
     DEFAULT_INIT_STD,
     DEFAULT_REG,
     DEFAULT_REG_BIAS,
     Factors,
-    Solver,
     SolverParams,
-    TrainSet,
 )
+from mfrec.utils.validation import check_fitted
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mfrec.training.trainer import History
-
 logger = logging.getLogger(__name__)
 
-DTYPES = ("float32", "float64")
 _PARAM_DEFAULTS = SolverParams()
 
 
@@ -59,7 +54,7 @@ class MatrixFactorization:
     epochs
         Passes over the training data; with `patience`, the most that will run.
     lr, optimizer, decay, momentum, batch_size, line_search
-        Step size and its schedule; see `mfrec.training.solvers.base.SolverParams`.
+        Step size and its schedule; see `mfrec.training.state.SolverParams`.
     reg, reg_bias
         L2 penalties on the factors and on the biases.
     use_bias
@@ -183,61 +178,6 @@ class MatrixFactorization:
         ]
         return f"{type(self).__name__}({', '.join(changed)})"
 
-    def _validated(self) -> tuple[type[Solver], SolverParams]:
-        """Check every parameter once; return the solver class and its resolved parameters."""
-        from mfrec.training.optimizers import OPTIMIZERS
-        from mfrec.training.solvers import SOLVERS
-
-        if self.solver not in SOLVERS:
-            raise ParameterError(
-                "solver", self.solver, f"must be one of {', '.join(sorted(SOLVERS))}"
-            )
-        solver_cls = SOLVERS[self.solver]
-        _check_int("factors", self.factors, optional=True)
-        _check_int("epochs", self.epochs, optional=True)
-        if self.lr is not None:
-            _check_real("lr", self.lr, low=0.0, low_open=True)
-        _check_real("reg", self.reg, low=0.0)
-        _check_real("reg_bias", self.reg_bias, low=0.0)
-        _check_int("batch_size", self.batch_size)
-        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
-            raise ParameterError(
-                "optimizer", self.optimizer, f"must be one of {', '.join(OPTIMIZERS)}"
-            )
-        _check_real("decay", self.decay, low=0.0)
-        _check_real("momentum", self.momentum, low=0.0, high=1.0)
-        for name in ("line_search", "use_bias", "progress"):
-            if not isinstance(getattr(self, name), bool | np.bool_):
-                raise ParameterError(name, getattr(self, name), "must be True or False")
-        if self.line_search and self.solver != "bgd":
-            raise ParameterError(
-                "line_search", self.line_search, f"only the bgd solver has one, not {self.solver}"
-            )
-        _check_real("init_std", self.init_std, low=0.0, low_open=True)
-        if _dtype_name(self.dtype) not in DTYPES:
-            raise ParameterError("dtype", self.dtype, f"must be one of {', '.join(DTYPES)}")
-        _check_validation(self.validation)
-        _check_int("patience", self.patience, optional=True)
-        _check_int("threads", self.threads, optional=True)
-        if not (
-            self.seed is None
-            or isinstance(self.seed, np.random.Generator)
-            or (_is_int(self.seed) and self.seed >= 0)
-        ):
-            raise ParameterError("seed", self.seed, "must be an int >= 0, a Generator or None")
-        params = SolverParams(
-            lr=None if self.lr is None else float(self.lr),
-            reg=float(self.reg),
-            reg_bias=float(self.reg_bias),
-            optimizer=self.optimizer,
-            decay=float(self.decay),
-            momentum=float(self.momentum),
-            batch_size=int(self.batch_size),
-            line_search=bool(self.line_search),
-            threads=None if self.threads is None else int(self.threads),
-        )
-        return solver_cls, params
-
     # -- training ------------------------------------------------------------------------------
 
     def fit(
@@ -248,117 +188,32 @@ class MatrixFactorization:
         Validation ratings whose user or item is not in the training part are left out of the
         validation RMSE (the model has no factors for them).
         """
-        from mfrec.kernels.group import group_by_row
-        from mfrec.training.trainer import train
+        return self.set_fitted(fitting.fit(self.get_params(), data, validation))
 
-        solver_cls, params = self._validated()
-        if validation is not None:
-            _check_validation(validation)
-        else:
-            validation = self.validation
-        if self.patience is not None and validation is None:
-            raise ParameterError(
-                "patience", self.patience, "early stopping needs validation (a fraction or data)"
-            )
-        if len(data) == 0:
-            raise DataFormatError("no ratings to train on", source=data.source)
-        seed = _resolve_seed(self.seed)
-        dtype = np.dtype(_dtype_name(self.dtype))
-
-        data = data.compact()
-        if isinstance(validation, RatingData):
-            train_data, held_out = data, validation
-        elif validation is not None:
-            train_data, held_out = _split(data, float(validation), seed)
-        else:
-            train_data, held_out = data, None
-        trainset = _trainset(train_data, train_data.user_map, train_data.item_map, dtype)
-        logger.info(
-            "training set: %d ratings, %d users, %d items, %s",
-            len(trainset),
-            trainset.n_users,
-            trainset.n_items,
-            dtype.name,
-        )
-        valset = None
-        if held_out is not None:
-            valset = _trainset(held_out, train_data.user_map, train_data.item_map, dtype)
-            if len(valset) == 0:
-                raise ParameterError(
-                    "validation",
-                    validation,
-                    f"none of its {len(held_out)} ratings has a user and an item seen in training",
-                )
-            if len(valset) < len(held_out):
-                logger.info(
-                    "validation: %d of %d ratings left out (user or item not in training)",
-                    len(held_out) - len(valset),
-                    len(held_out),
-                )
-
-        factors = DEFAULT_FACTORS if self.factors is None else int(self.factors)
-        epochs = solver_cls.default_epochs if self.epochs is None else int(self.epochs)
-        # A small fit starts faster on kernels built ahead of time than on numba's JIT
-        # (same results: `mfrec.kernels.native`).
-        small = native.worthwhile(len(trainset), epochs, factors, params.threads)
-        with native.use(small):
-            result = train(
-                trainset,
-                solver_cls,
-                params,
-                factors=factors,
-                epochs=self.epochs,
-                init_std=float(self.init_std),
-                use_bias=bool(self.use_bias),
-                seed=seed,
-                validation=valset,
-                patience=self.patience,
-                progress=bool(self.progress),
-            )
-            # A counting sort, not trainset.by_user(): that argsort and its grouped copies of
-            # the ratings cost gigabytes at 100M ratings, and only the item indices are kept.
-            seen_indptr, seen_indices = group_by_row(
-                trainset.users, trainset.items, trainset.n_users
-            )
-        logger.info("seen items indexed (%d ratings)", len(seen_indices))
-        self._set_fitted(
-            user_factors=result.factors.P,
-            item_factors=result.factors.Q,
-            user_bias=result.factors.bu,
-            item_bias=result.factors.bi,
-            global_mean=float(np.mean(trainset.ratings, dtype=np.float64)),
-            user_map=train_data.user_map,
-            item_map=train_data.item_map,
-            scale=train_data.scale,
-            seen_indptr=seen_indptr,
-            seen_indices=seen_indices,
-            history=result.history_data,
-            best_epoch=result.best_epoch,
-            stop_reason=result.stop_reason,
-            seed=seed,
-        )
-        return self
-
-    def _set_fitted(self, *, history: History | pd.DataFrame, **attrs: Any) -> None:
+    def set_fitted(self, state: FittedState) -> MatrixFactorization:
+        """Install what a fit produced (`fit`, `load`, `from_factors` and the Dask fit call
+        this); the attributes are the state's fields with a trailing ``_``."""
         from mfrec.training.trainer import History
 
-        for name, value in attrs.items():
-            setattr(self, name + "_", value)
-        self.history_data_ = History.of(history)
+        for name in state.__dataclass_fields__:
+            if name != "history":  # history_ is the DataFrame view of history_data_
+                setattr(self, name + "_", getattr(state, name))
+        self.history_data_ = History.of(state.history)
         best = self.history_data_.row(self.best_epoch_)
         self.n_epochs_ = int(self.history_data_.columns["epoch"][-1])
         self.train_rmse_ = float(best["train_rmse"])
         self.validation_rmse_ = float(best.get("validation_rmse", math.nan))
+        return self
 
     @property
     def history_(self) -> pd.DataFrame:
         """One row per epoch, see `mfrec.training.trainer` (a DataFrame built on first access)."""
-        self._check_fitted()
+        check_fitted(self)
         return self.history_data_.to_frame()
 
     def to_factors(self) -> Factors:
         """The fitted parameters as the solvers' `Factors` (sharing the arrays)."""
-        self._check_fitted()
+        check_fitted(self)
         return Factors(
             self.user_factors_,
             self.item_factors_,
@@ -367,12 +222,6 @@ class MatrixFactorization:
             self.global_mean_ if self.use_bias else 0.0,
             bool(self.use_bias),
         )
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "user_factors_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} is not fitted yet: call fit(data) first"
-            )
 
     # -- use -----------------------------------------------------------------------------------
 
@@ -391,7 +240,7 @@ class MatrixFactorization:
         `return_known`, also returns what the model knew of each pair: ``both``, ``user``,
         ``item`` or ``none`` (see `known_labels`).
         """
-        self._check_fitted()
+        check_fitted(self)
         u = self.user_map_.indices(_as_ids(users))
         i = self.item_map_.indices(_as_ids(items))
         if len(u) != len(i):
@@ -403,10 +252,12 @@ class MatrixFactorization:
         self, users: NDArray[np.integer], items: NDArray[np.integer], *, clip: bool = True
     ) -> NDArray[np.float64]:
         """`predict` on indices of `user_map_` / `item_map_`, -1 standing for an unknown ID."""
-        self._check_fitted()
+        check_fitted(self)
         u, i = np.asarray(users), np.asarray(items)
         both = (u >= 0) & (i >= 0)
         pred = np.empty(len(u), dtype=np.float64)
+        from mfrec.training import objective
+
         pred[both] = objective.predict(self.to_factors(), u[both], i[both])
         # Fallback without factors: the mean plus whichever bias is known.
         only_u = (u >= 0) & ~both
@@ -477,7 +328,7 @@ class MatrixFactorization:
     def describe(self) -> dict[str, Any]:
         """What the model is, as plain values: solver, hyperparameters, data sizes, and the
         history's figures at the last epoch (``final``) and at the kept one (``best``)."""
-        self._check_fitted()
+        check_fitted(self)
         n_users, n_items = len(self.user_map_), len(self.item_map_)
         n_ratings = len(self.seen_indices_)
         history = self.history_data_.columns
@@ -546,21 +397,25 @@ class MatrixFactorization:
         if seen is None:
             seen = (np.zeros(len(P) + 1, dtype=np.int64), np.zeros(0, dtype=np.int32))
         model = cls(**{"factors": P.shape[1], "dtype": P.dtype.name, **params}, use_bias=use_bias)
-        model._set_fitted(
-            user_factors=P,
-            item_factors=Q,
-            user_bias=bu,
-            item_bias=bi,
-            global_mean=float(global_mean),
-            user_map=user_map,
-            item_map=item_map,
-            scale=(float(scale[0]), float(scale[1])),
-            seen_indptr=np.asarray(seen[0], dtype=np.int64),
-            seen_indices=np.asarray(seen[1], dtype=np.int32),
-            history=History({"epoch": np.zeros(1, np.int64), "train_rmse": np.full(1, math.nan)}),
-            best_epoch=0,
-            stop_reason="from_factors",
-            seed=0,
+        model.set_fitted(
+            FittedState(
+                user_factors=P,
+                item_factors=Q,
+                user_bias=bu,
+                item_bias=bi,
+                global_mean=float(global_mean),
+                user_map=user_map,
+                item_map=item_map,
+                scale=(float(scale[0]), float(scale[1])),
+                seen_indptr=np.asarray(seen[0], dtype=np.int64),
+                seen_indices=np.asarray(seen[1], dtype=np.int32),
+                history=History(
+                    {"epoch": np.zeros(1, np.int64), "train_rmse": np.full(1, math.nan)}
+                ),
+                best_epoch=0,
+                stop_reason="from_factors",
+                seed=0,
+            )
         )
         return model
 
@@ -570,7 +425,7 @@ class MatrixFactorization:
         """Write the fitted model to `path` (an ``.npz`` archive, written atomically)."""
         from mfrec.model.modelfile import SavedModel, save_model
 
-        self._check_fitted()
+        check_fitted(self)
         save_model(
             path,
             SavedModel(
@@ -602,7 +457,7 @@ class MatrixFactorization:
             hyper["validation"] = None
         if isinstance(hyper["seed"], np.random.Generator):
             hyper["seed"] = None
-        hyper["dtype"] = _dtype_name(hyper["dtype"])
+        hyper["dtype"] = dtype_name(hyper["dtype"])
         return _plain(hyper)
 
     @classmethod
@@ -615,21 +470,23 @@ class MatrixFactorization:
             model = cls(**saved.hyperparameters)
         except TypeError as exc:
             raise ModelFileError(f"{path}: unexpected hyperparameters ({exc})") from exc
-        model._set_fitted(
-            user_factors=saved.P,
-            item_factors=saved.Q,
-            user_bias=saved.bu,
-            item_bias=saved.bi,
-            global_mean=saved.mu,
-            user_map=saved.user_map,
-            item_map=saved.item_map,
-            scale=saved.scale,
-            seen_indptr=saved.seen_indptr,
-            seen_indices=saved.seen_indices,
-            history=saved.history_data,
-            best_epoch=saved.best_epoch,
-            stop_reason=saved.stop_reason,
-            seed=saved.seed,
+        model.set_fitted(
+            FittedState(
+                user_factors=saved.P,
+                item_factors=saved.Q,
+                user_bias=saved.bu,
+                item_bias=saved.bi,
+                global_mean=saved.mu,
+                user_map=saved.user_map,
+                item_map=saved.item_map,
+                scale=saved.scale,
+                seen_indptr=saved.seen_indptr,
+                seen_indices=saved.seen_indices,
+                history=saved.history_data,
+                best_epoch=saved.best_epoch,
+                stop_reason=saved.stop_reason,
+                seed=saved.seed,
+            )
         )
         return model
 
@@ -637,94 +494,11 @@ class MatrixFactorization:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool | np.bool_)
-
-
-def _check_int(name: str, value: object, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if not _is_int(value):
-        raise ParameterError(name, value, "must be an integer >= 1")
-    if value < 1:
-        raise ParameterError(name, value, "must be >= 1")
-
-
-def _check_real(
-    name: str, value: object, *, low: float, low_open: bool = False, high: float | None = None
-) -> None:
-    """`value` in [low, high) (or (low, high) with `low_open`), finite; high=None: no bound."""
-    if high is None:
-        wanted = f"> {low:g}" if low_open else f">= {low:g}"
-    else:
-        wanted = f"in {'(' if low_open else '['}{low:g}, {high:g})"
-    if not (isinstance(value, Real) and not isinstance(value, bool | np.bool_)):
-        raise ParameterError(name, value, f"must be a number {wanted}")
-    ok = math.isfinite(value) and (value > low if low_open else value >= low)
-    if high is not None:
-        ok = ok and value < high
-    if not ok:
-        raise ParameterError(name, value, f"must be {wanted}")
-
-
-def _check_validation(value: object) -> None:
-    if value is None or isinstance(value, RatingData):
-        return
-    if isinstance(value, Real) and not isinstance(value, bool | np.bool_) and 0.0 < value < 1.0:
-        return
-    raise ParameterError("validation", value, "must be a fraction in (0, 1) or a RatingData")
-
-
-def _dtype_name(dtype: object) -> str:
-    try:
-        return np.dtype(dtype).name
-    except TypeError:
-        return repr(dtype)
-
-
 def _same(a: object, b: object) -> bool:
     try:
         return bool(a == b) and type(a) is type(b)
     except (TypeError, ValueError):
         return a is b
-
-
-def _resolve_seed(seed: int | np.random.Generator | None) -> int:
-    """The int seed of a fit: as given, drawn from the Generator, or from fresh entropy."""
-    if _is_int(seed):
-        return int(seed)
-    return int(np.random.default_rng(seed).integers(2**63 - 1))
-
-
-def _split(data: RatingData, fraction: float, seed: int) -> tuple[RatingData, RatingData]:
-    """Hold out `fraction` of the ratings at random; the training part is compacted."""
-    n = len(data)
-    if n < 2:
-        raise ParameterError("validation", fraction, f"cannot split {n} rating(s)")
-    n_val = min(max(round(fraction * n), 1), n - 1)
-    # A child stream: the starting factors stay those of the same seed without validation.
-    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
-    held = np.zeros(n, dtype=bool)
-    held[rng.choice(n, size=n_val, replace=False)] = True
-    return data.subset(~held).compact(), data.subset(held)
-
-
-def _trainset(data: RatingData, user_map: IdMap, item_map: IdMap, dtype: np.dtype) -> TrainSet:
-    """`data` over the indices of `user_map` / `item_map`, dropping ratings outside them."""
-    if data.user_map is user_map and data.item_map is item_map:
-        users, items, ratings = data.users, data.items, data.ratings
-    else:
-        users = user_map.indices(data.user_map.ids)[data.users]
-        items = item_map.indices(data.item_map.ids)[data.items]
-        keep = (users >= 0) & (items >= 0)
-        users, items, ratings = users[keep], items[keep], data.ratings[keep]
-    return TrainSet(
-        np.ascontiguousarray(users, dtype=np.int32),
-        np.ascontiguousarray(items, dtype=np.int32),
-        np.ascontiguousarray(ratings, dtype=dtype),
-        len(user_map),
-        len(item_map),
-    )
 
 
 #: What a model knows of a (user, item) pair, by (user known) * 2 + (item known).

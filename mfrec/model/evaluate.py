@@ -40,6 +40,7 @@ from mfrec.model import metrics
 from mfrec.model.estimator import known_labels
 from mfrec.model.recommend import DEFAULT_MEMORY_BUDGET, check_k, recommend_indices
 from mfrec.ratings.ratingdata import RatingData
+from mfrec.utils.validation import check_fitted
 
 if TYPE_CHECKING:
     from mfrec.model.estimator import MatrixFactorization
@@ -181,7 +182,7 @@ def evaluate(
     memory_budget
         Bytes of scores held at once while ranking (see `mfrec.model.recommend`).
     """
-    model._check_fitted()
+    check_fitted(model)
     check_k(k)
     if threshold is None:
         threshold = relevance_threshold(model.scale_)

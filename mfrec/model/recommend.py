@@ -22,6 +22,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from mfrec.errors import ParameterError, UnknownItemError, UnknownUserError
 from mfrec.kernels.topk import top_k_rows
+from mfrec.utils.validation import check_fitted
 
 if TYPE_CHECKING:
     from mfrec.model.estimator import MatrixFactorization
@@ -179,7 +180,7 @@ def iter_recommendations(
     memory_budget
         Bytes of scores one block may hold; blocks are yielded one at a time.
     """
-    model._check_fitted()
+    check_fitted(model)
     check_k(k)
     if cold_start not in COLD_START:
         raise ParameterError("cold_start", cold_start, f"must be one of {', '.join(COLD_START)}")
@@ -247,7 +248,7 @@ def similar_items(
 ) -> tuple[NDArray[np.object_], NDArray[np.float64]]:
     """The k items most similar (cosine of factors) to each raw item ID: (ids, similarities),
     shaped (n_items_asked, min(k, n_items - 1)), None / NaN past the end."""
-    model._check_fitted()
+    check_fitted(model)
     check_k(k)
     ids = np.asarray(items).astype(str).ravel().astype(object)
     idx = model.item_map_.indices(ids)

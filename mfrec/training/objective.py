@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from mfrec.kernels.loss import squared_error_sum, weighted_sq_norm
 from mfrec.kernels.predict import pair_dots
-from mfrec.training.solvers.base import Factors, TrainSet
+from mfrec.training.state import Factors, TrainSet
 
 
 class Gradient(NamedTuple):

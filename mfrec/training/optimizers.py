@@ -24,8 +24,7 @@ from mfrec.errors import ParameterError
 from mfrec.kernels.steps import OPT_ADAGRAD, OPT_ADAM, OPT_CONSTANT, OPT_MOMENTUM
 
 if TYPE_CHECKING:  # importing mfrec.training.solvers here would be circular (its solvers import us)
-    from mfrec.training.solvers.base import Factors, SolverParams
-
+    from mfrec.training.state import Factors, SolverParams
 #: Optimizer names and the kernel rule each uses.
 OPTIMIZERS = {
     "constant": OPT_CONSTANT,

@@ -35,14 +35,8 @@ from mfrec.errors import DivergenceError, ParameterError
 from mfrec.kernels.threads import numba_threads, resolve_threads
 from mfrec.progress import ProgressBar
 from mfrec.training import objective
-from mfrec.training.solvers.base import (
-    DEFAULT_FACTORS,
-    DEFAULT_INIT_STD,
-    Factors,
-    Solver,
-    SolverParams,
-    TrainSet,
-)
+from mfrec.training.solvers.base import Solver
+from mfrec.training.state import DEFAULT_FACTORS, DEFAULT_INIT_STD, Factors, SolverParams, TrainSet
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -12,7 +12,7 @@ from mfrec.cli import cli
 from mfrec.cli.compare_cmd import DEFAULTS
 from mfrec.experiments import compare as lib
 from mfrec.ratings.synth import synthesize
-from mfrec.training.solvers.base import DEFAULT_FACTORS, DEFAULT_REG, DEFAULT_REG_BIAS
+from mfrec.training.state import DEFAULT_FACTORS, DEFAULT_REG, DEFAULT_REG_BIAS
 
 FAST = ["--factors", "4", "--budget-epochs", "6"]
 RATES = ["--lr", "sgd=0.02,minibatch=1,bgd=20"]

@@ -14,7 +14,7 @@ from mfrec.cli.train_cmd import OPTIMIZER_NAMES, SOLVER_NAMES
 from mfrec.model.estimator import MatrixFactorization
 from mfrec.training.optimizers import OPTIMIZERS
 from mfrec.training.solvers import SOLVERS
-from mfrec.training.solvers.base import DEFAULT_FACTORS, DEFAULT_REG, DEFAULT_REG_BIAS, SolverParams
+from mfrec.training.state import DEFAULT_FACTORS, DEFAULT_REG, DEFAULT_REG_BIAS, SolverParams
 
 SUMMARY = re.compile(r"^sgd: 5 epochs, train RMSE \d\.\d{4}, \d+\.\d\d s\n$")
 

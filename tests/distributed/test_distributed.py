@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from mfrec.cli import cli
 from mfrec.model.estimator import MatrixFactorization
 from mfrec.ratings.load import load_ratings
+from mfrec.training.fitting import check_params
 
 needs_dask = pytest.mark.skipif(
     any(importlib.util.find_spec(name) is None for name in ("dask", "distributed", "pyarrow")),
@@ -227,7 +228,7 @@ def test_dsgd_on_the_cluster_equals_replaying_its_schedule(client, request, solv
     from mfrec.distributed.grid import Side, sides_of
     from mfrec.training.blocks import grid_size
     from mfrec.training.optimizers import OptimizerState
-    from mfrec.training.solvers.base import Factors
+    from mfrec.training.state import Factors
 
     source = request.getfixturevalue(data)
     # lr: the default (decaying from 0.08) is too large a step to lower J within 3 epochs on
@@ -245,7 +246,7 @@ def test_dsgd_on_the_cluster_equals_replaying_its_schedule(client, request, solv
     stripes = client.gather(grid.stripes)
     if data == "larger_csv":  # every block goes through SGD's blocked, cache-aware kernel
         assert all(grid_size(len(blk)) > 1 for stripe in stripes for blk in stripe.blocks)
-    _, params = model._validated()
+    _, params = check_params(model.get_params())
     optimizer = "constant" if solver == "sgd" else "adam"
     start = Factors.initial(
         grid.n_users,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mfrec.training import objective
-from mfrec.training.solvers.base import Factors, TrainSet
+from mfrec.training.state import Factors, TrainSet
 
 REG, REG_BIAS = 0.3, 0.7
 

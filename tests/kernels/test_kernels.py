@@ -21,7 +21,7 @@ from mfrec.kernels.steps import (
 )
 from mfrec.kernels.threads import available_threads, numba_threads
 from mfrec.training.optimizers import OptimizerState
-from mfrec.training.solvers.base import Factors
+from mfrec.training.state import Factors
 
 DTYPES = [np.float32, np.float64]
 OPTS = [OPT_CONSTANT, OPT_ADAGRAD, OPT_MOMENTUM, OPT_ADAM]

@@ -235,7 +235,7 @@ def test_validation_fraction_is_held_out_at_random_and_seeded():
 def test_fit_validation_data_overrides_the_parameter_and_unknown_ids_are_left_out(caplog):
     data = planted()
     extra = RatingData.from_ids(["u1", "u2", "nobody"], ["1", "nothing", "2"], [4.0, 3.0, 5.0])
-    with caplog.at_level(logging.INFO, logger="mfrec.model.estimator"):
+    with caplog.at_level(logging.INFO, logger="mfrec.training.fitting"):
         m = small(validation=0.5).fit(data, validation=extra)
     # Only (u1, 1) has both a known user and a known item.
     assert m.seen_indptr_[-1] == len(data)

@@ -27,9 +27,9 @@ from mfrec.kernels.steps import (
 from mfrec.kernels.threads import available_threads, numba_threads
 from mfrec.training import objective
 from mfrec.training.blocks import PARALLEL_BLOCKS, build_grid
-from mfrec.training.solvers.base import DEFAULT_INIT_STD, Factors, SolverParams
 from mfrec.training.solvers.bgd import BGD
 from mfrec.training.solvers.sgd import WorkingCopy
+from mfrec.training.state import DEFAULT_INIT_STD, Factors, SolverParams
 
 DTYPES = [np.float32, np.float64]
 THREADS = sorted({1, available_threads()})

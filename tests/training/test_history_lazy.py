@@ -30,7 +30,7 @@ from mfrec.model.estimator import MatrixFactorization
 from mfrec.ratings.idmap import IdMap
 from mfrec.ratings.ratingdata import RatingData
 from mfrec.training import trainer
-from mfrec.training.solvers.base import TrainSet
+from mfrec.training.state import TrainSet
 from mfrec.training.trainer import History, train
 
 COLUMNS = [
@@ -141,7 +141,7 @@ def test_fitted_figures_are_those_of_the_history_frame():
     m.fit(data)
     assert m.history_data_._frame is None
     h = m.history_
-    # What _set_fitted and describe computed from the DataFrame before.
+    # What set_fitted and describe computed from the DataFrame before.
     best = h.loc[h["epoch"] == m.best_epoch_].iloc[0]
     assert m.n_epochs_ == int(h["epoch"].iloc[-1])
     assert m.train_rmse_ == float(best["train_rmse"])

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import mfrec.training.solvers.base as solver_base
+import mfrec.training.state as solver_base
 from mfrec.kernels.group import (
     group_by_row,
     group_by_row_reference,
@@ -28,7 +28,8 @@ from mfrec.ratings.load import _has_duplicates
 from mfrec.ratings.ratingdata import RatingData
 from mfrec.training import objective
 from mfrec.training.blocks import build_grid
-from mfrec.training.solvers.base import Factors, Solver, TrainSet
+from mfrec.training.solvers.base import Solver
+from mfrec.training.state import Factors, TrainSet
 from mfrec.training.trainer import train
 
 N = 200_000

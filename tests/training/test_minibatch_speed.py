@@ -10,7 +10,7 @@ from mfrec.kernels.minibatch import PARALLEL_BATCH
 from mfrec.kernels.simd import gather_axpy, row_axpy, row_scale
 from mfrec.kernels.threads import available_threads
 from mfrec.training.solvers import get_solver
-from mfrec.training.solvers.base import DEFAULT_INIT_STD, Factors, SolverParams
+from mfrec.training.state import DEFAULT_INIT_STD, Factors, SolverParams
 
 DTYPES = [np.float32, np.float64]
 THREADS = sorted({1, min(2, available_threads())})

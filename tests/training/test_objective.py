@@ -17,8 +17,8 @@ from mfrec.kernels.loss import (
 from mfrec.kernels.threads import numba_threads, resolve_threads
 from mfrec.training import objective
 from mfrec.training.blocks import build_grid
-from mfrec.training.solvers.base import Factors, TrainSet
 from mfrec.training.solvers.sgd import WorkingCopy
+from mfrec.training.state import Factors, TrainSet
 
 
 def tiny(use_bias: bool = True) -> tuple[Factors, TrainSet]:

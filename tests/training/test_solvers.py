@@ -10,14 +10,8 @@ from mfrec.kernels.als import als_half_step
 from mfrec.training import objective
 from mfrec.training.optimizers import OPTIMIZERS, epoch_lr, optimizer_code
 from mfrec.training.solvers import SOLVERS, get_solver
-from mfrec.training.solvers.base import (
-    DEFAULT_FACTORS,
-    DEFAULT_INIT_STD,
-    Factors,
-    Solver,
-    SolverParams,
-    TrainSet,
-)
+from mfrec.training.solvers.base import Solver
+from mfrec.training.state import DEFAULT_FACTORS, DEFAULT_INIT_STD, Factors, SolverParams, TrainSet
 
 
 def start(train, seed=0, factors=3, use_bias=True):

@@ -30,8 +30,8 @@ from mfrec.kernels.simd import prefetch_row, row_dot, row_step, row_step_dot
 from mfrec.kernels.threads import available_threads, numba_threads, resolve_threads
 from mfrec.training import objective
 from mfrec.training.blocks import Grid, build_grid, grid_size
-from mfrec.training.solvers.base import DEFAULT_INIT_STD, Factors, SolverParams, TrainSet
 from mfrec.training.solvers.sgd import SGD, WorkingCopy, aligned_zeros
+from mfrec.training.state import DEFAULT_INIT_STD, Factors, SolverParams, TrainSet
 
 DTYPES = [np.float32, np.float64]
 

@@ -15,7 +15,8 @@ from mfrec.errors import DivergenceError, ParameterError
 from mfrec.progress import ProgressBar
 from mfrec.training import objective
 from mfrec.training.solvers import SOLVERS
-from mfrec.training.solvers.base import Factors, Solver, SolverParams, TrainSet
+from mfrec.training.solvers.base import Solver
+from mfrec.training.state import Factors, SolverParams, TrainSet
 from mfrec.training.trainer import train
 
 COLUMNS = ["epoch", "objective", "train_rmse", "validation_rmse", "seconds", "eval_seconds"]

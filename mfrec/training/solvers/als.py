@@ -7,7 +7,8 @@ import numpy as np
 from mfrec.errors import ParameterError
 from mfrec.kernels.als import als_half_step
 from mfrec.kernels.threads import numba_threads, resolve_threads
-from mfrec.training.solvers.base import Factors, Solver, SolverParams, TrainSet
+from mfrec.training.solvers.base import Solver
+from mfrec.training.state import Factors, SolverParams, TrainSet
 
 
 class ALS(Solver):

@@ -9,9 +9,9 @@ from mfrec.kernels.steps import apply_rows, apply_rows_parallel
 from mfrec.kernels.threads import numba_threads, resolve_threads
 from mfrec.training import objective as obj
 from mfrec.training.blocks import PARALLEL_BLOCKS, build_grid, grid_size
-from mfrec.training.solvers.base import Factors, SolverParams, TrainSet
 from mfrec.training.solvers.gradient import GradientSolver
 from mfrec.training.solvers.sgd import WorkingCopy
+from mfrec.training.state import Factors, SolverParams, TrainSet
 
 #: Armijo constant: a step must achieve this fraction of the decrease the slope promises.
 ARMIJO = 1e-4

@@ -8,7 +8,8 @@ from numpy.typing import NDArray
 from mfrec.kernels.minibatch import minibatch_epoch
 from mfrec.kernels.threads import numba_threads, resolve_threads
 from mfrec.training.optimizers import OptimizerState, epoch_lr
-from mfrec.training.solvers.base import Factors, Solver, SolverParams, TrainSet
+from mfrec.training.solvers.base import Solver
+from mfrec.training.state import Factors, SolverParams, TrainSet
 
 
 class GradientSolver(Solver):

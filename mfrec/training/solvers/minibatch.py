@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from mfrec.errors import ParameterError
-from mfrec.training.solvers.base import Factors, SolverParams, TrainSet
 from mfrec.training.solvers.gradient import GradientSolver
+from mfrec.training.state import Factors, SolverParams, TrainSet
 
 
 class MiniBatch(GradientSolver):

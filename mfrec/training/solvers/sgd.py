@@ -24,8 +24,8 @@ from mfrec.kernels.steps import OPT_CONSTANT
 from mfrec.kernels.threads import numba_threads, resolve_threads
 from mfrec.training import objective
 from mfrec.training.blocks import Grid, build_grid, grid_size
-from mfrec.training.solvers.base import Factors, SolverParams, TrainSet
 from mfrec.training.solvers.gradient import GradientSolver
+from mfrec.training.state import Factors, SolverParams, TrainSet
 
 
 class SGD(GradientSolver):
