@@ -40,7 +40,7 @@ from mfrec.training.fitting import FittedState, check_params
 from mfrec.training.optimizers import OptimizerState, epoch_lr
 from mfrec.training.state import DEFAULT_FACTORS, Factors
 from mfrec.training.trainer import DIVERGENCE_FACTOR, STOP_CALLBACK, STOP_EPOCHS
-from mfrec.utils.validation import resolve_seed
+from mfrec.utils.validation import check_int, resolve_seed
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -136,21 +136,14 @@ def fit_dask(
 
     solver_cls, params = check_params(model.get_params())
     _check_supported(model, params)
-    if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
-        raise ParameterError("checkpoint_every", checkpoint_every, "must be an integer >= 1")
+    check_int("checkpoint_every", checkpoint_every)
     if resume and checkpoint_dir is None:
         raise ParameterError("resume", resume, "needs a checkpoint directory")
-    if blocks is not None and (not isinstance(blocks, int) or blocks < 1):
-        raise ParameterError("blocks", blocks, "must be an integer >= 1")
+    check_int("blocks", blocks, optional=True)
     seed = resolve_seed(model.seed)
     dtype = np.dtype(model.dtype)
     optimizer = params.optimizer or solver_cls.default_optimizer
-    # What a resumed run must share with the checkpoint's (more epochs are fine; the cluster
-    # runs one thread per worker whatever `threads` says), as JSON.
-    skip = ("progress", "seed", "epochs", "threads")
-    settings = {k: v for k, v in model.get_params().items() if k not in skip}
-    settings.update(dtype=dtype.name, seed=seed)
-    settings = json.loads(json.dumps(settings, default=_plain))
+    settings = _settings(model, dtype, seed)
     n_epochs = solver_cls.default_epochs if model.epochs is None else int(model.epochs)
     engine.require_dask()
     connection = (
@@ -193,24 +186,7 @@ def fit_dask(
         run.train(n_epochs, checkpoint_dir, checkpoint_every, callback)
         factors = run.gather_factors()
         indptr, indices = _seen(cl, grid, run.what)
-    model.set_fitted(
-        FittedState(
-            user_factors=factors.P,
-            item_factors=factors.Q,
-            user_bias=factors.bu,
-            item_bias=factors.bi,
-            global_mean=grid.mu,
-            user_map=grid.user_map,
-            item_map=grid.item_map,
-            scale=grid.scale,
-            seen_indptr=indptr,
-            seen_indices=indices,
-            history=run.history(),
-            best_epoch=run.epoch,
-            stop_reason=run.stop_reason,
-            seed=seed,
-        )
-    )
+    model.set_fitted(_fitted_state(grid, run, factors, (indptr, indices), seed))
     return DaskReport(
         workers=len(set(grid.owners)),
         grid=(grid.layout.d_rows, grid.layout.d_cols),
@@ -220,6 +196,37 @@ def fit_dask(
         epochs=pd.DataFrame(run.figures),
         blocks=pd.DataFrame(run.block_rows),
         schedule=run.schedule,
+    )
+
+
+def _settings(model: MatrixFactorization, dtype: np.dtype, seed: int) -> dict[str, Any]:
+    """What a resumed run must share with the checkpoint's, as JSON (more epochs are fine;
+    the cluster runs one thread per worker whatever `threads` says)."""
+    skip = ("progress", "seed", "epochs", "threads")
+    settings = {k: v for k, v in model.get_params().items() if k not in skip}
+    settings.update(dtype=dtype.name, seed=seed)
+    return json.loads(json.dumps(settings, default=_plain))
+
+
+def _fitted_state(
+    grid: Grid, run: _Run, factors: Factors, seen: tuple[NDArray, NDArray], seed: int
+) -> FittedState:
+    """The gathered factors and the run's history, as a fit leaves them in a model."""
+    return FittedState(
+        user_factors=factors.P,
+        item_factors=factors.Q,
+        user_bias=factors.bu,
+        item_bias=factors.bi,
+        global_mean=grid.mu,
+        user_map=grid.user_map,
+        item_map=grid.item_map,
+        scale=grid.scale,
+        seen_indptr=seen[0],
+        seen_indices=seen[1],
+        history=run.history(),
+        best_epoch=run.epoch,
+        stop_reason=run.stop_reason,
+        seed=seed,
     )
 
 

@@ -40,6 +40,7 @@ from mfrec.model import metrics
 from mfrec.model.estimator import known_labels
 from mfrec.model.recommend import DEFAULT_MEMORY_BUDGET, check_k, recommend_indices
 from mfrec.ratings.ratingdata import RatingData
+from mfrec.utils.formatting import fixed, label_row
 from mfrec.utils.validation import check_fitted
 
 if TYPE_CHECKING:
@@ -110,8 +111,8 @@ class Evaluation:
         lines = [
             f"rating accuracy on {scored:,} of {self.ratings:,} test ratings "
             "(user and item known; predictions clipped)",
-            _row("RMSE", _num(self.rmse)),
-            _row("MAE", _num(self.mae)),
+            _row("RMSE", fixed(self.rmse)),
+            _row("MAE", fixed(self.mae)),
             _row(
                 "not scored",
                 f"{self.ratings - scored:,}: unknown user {self.pairs['unknown_user']:,}, "
@@ -123,7 +124,7 @@ class Evaluation:
             lines.append(
                 _row(
                     "with fallback",
-                    f"RMSE {_num(self.rmse_all)}, MAE {_num(self.mae_all)} over all "
+                    f"RMSE {fixed(self.rmse_all)}, MAE {fixed(self.mae_all)} over all "
                     f"{self.ratings:,} (mean plus the known bias where unknown)",
                 )
             )
@@ -138,14 +139,14 @@ class Evaluation:
                 f"{self.users_without_relevant:,} without a relevant item, "
                 f"{self.users_unknown:,} unknown",
             ),
-            _row(f"precision@{k}", _num(self.precision)),
-            _row(f"recall@{k}", _num(self.recall)),
-            _row(f"NDCG@{k}", _num(self.ndcg)),
-            _row(f"MAP@{k}", _num(self.map)),
-            _row(f"hit rate@{k}", _num(self.hit_rate)),
+            _row(f"precision@{k}", fixed(self.precision)),
+            _row(f"recall@{k}", fixed(self.recall)),
+            _row(f"NDCG@{k}", fixed(self.ndcg)),
+            _row(f"MAP@{k}", fixed(self.map)),
+            _row(f"hit rate@{k}", fixed(self.hit_rate)),
             _row(
                 "coverage",
-                f"{_num(self.coverage)} ({self.items_recommended:,} of {self.n_items:,} "
+                f"{fixed(self.coverage)} ({self.items_recommended:,} of {self.n_items:,} "
                 "items recommended)",
             ),
         ]
@@ -273,9 +274,5 @@ def _member(values: NDArray[np.int64], sorted_keys: NDArray[np.int64]) -> NDArra
     return sorted_keys[pos] == values
 
 
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
 def _row(label: str, value: str) -> str:
-    return f"  {label:<16}{value}"
+    return label_row(label, value, width=16, indent="  ")

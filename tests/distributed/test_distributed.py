@@ -325,7 +325,7 @@ def test_unsupported_settings_are_refused_before_any_work(client, ratings_csv):
         (MatrixFactorization(validation=0.1), {}, "validation=0.1: not available on the dask"),
         (MatrixFactorization("bgd", line_search=True), {}, "line_search=True: not available"),
         (MatrixFactorization(), {"resume": True}, "resume=True: needs a checkpoint directory"),
-        (MatrixFactorization(), {"checkpoint_every": 0}, "checkpoint_every=0: must be an integer"),
+        (MatrixFactorization(), {"checkpoint_every": 0}, "checkpoint_every=0: must be >= 1"),
     ]
     for model, kw, message in cases:
         with pytest.raises(ParameterError, match=message.replace("(", r"\(")):
