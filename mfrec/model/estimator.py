@@ -205,6 +205,16 @@ class MatrixFactorization:
         self.validation_rmse_ = float(best.get("validation_rmse", math.nan))
         return self
 
+    def fitted_state(self) -> FittedState:
+        """What `set_fitted` installed, as one `FittedState` (sharing the arrays)."""
+        check_fitted(self)
+        fields = {
+            name: getattr(self, name + "_")
+            for name in FittedState.__dataclass_fields__
+            if name != "history"
+        }
+        return FittedState(**fields, history=self.history_data_)
+
     @property
     def history_(self) -> pd.DataFrame:
         """One row per epoch, see `mfrec.training.trainer` (a DataFrame built on first access)."""
@@ -429,22 +439,7 @@ class MatrixFactorization:
         save_model(
             path,
             SavedModel(
-                P=self.user_factors_,
-                Q=self.item_factors_,
-                bu=self.user_bias_,
-                bi=self.item_bias_,
-                mu=self.global_mean_,
-                use_bias=bool(self.use_bias),
-                user_map=self.user_map_,
-                item_map=self.item_map_,
-                scale=self.scale_,
-                seen_indptr=self.seen_indptr_,
-                seen_indices=self.seen_indices_,
-                hyperparameters=self._saved_params(),
-                history=self.history_data_,
-                seed=self.seed_,
-                best_epoch=self.best_epoch_,
-                stop_reason=self.stop_reason_,
+                self.fitted_state(), bool(self.use_bias), hyperparameters=self._saved_params()
             ),
         )
 
@@ -470,25 +465,7 @@ class MatrixFactorization:
             model = cls(**saved.hyperparameters)
         except TypeError as exc:
             raise ModelFileError(f"{path}: unexpected hyperparameters ({exc})") from exc
-        model.set_fitted(
-            FittedState(
-                user_factors=saved.P,
-                item_factors=saved.Q,
-                user_bias=saved.bu,
-                item_bias=saved.bi,
-                global_mean=saved.mu,
-                user_map=saved.user_map,
-                item_map=saved.item_map,
-                scale=saved.scale,
-                seen_indptr=saved.seen_indptr,
-                seen_indices=saved.seen_indices,
-                history=saved.history_data,
-                best_epoch=saved.best_epoch,
-                stop_reason=saved.stop_reason,
-                seed=saved.seed,
-            )
-        )
-        return model
+        return model.set_fitted(saved.state)
 
 
 # -- helpers ---------------------------------------------------------------------------------

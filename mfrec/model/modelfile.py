@@ -15,19 +15,15 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from mfrec.errors import ModelFileError
 from mfrec.ratings.idmap import IdMap
+from mfrec.training.fitting import FittedState
 from mfrec.utils.atomicfile import atomic_open
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from mfrec.training.trainer import History
 
 FORMAT_NAME = "mfrec-model"
 FORMAT_VERSION = 1
@@ -46,48 +42,13 @@ _SCALARS = (
 
 @dataclass(eq=False)
 class SavedModel:
-    """The contents of a model file, independent of the estimator that wrote it.
+    """The contents of a model file, independent of the estimator that wrote it: what the fit
+    produced, whether biases are used, and the constructor parameters (JSON values)."""
 
-    `history` may be given as a DataFrame or a `mfrec.training.trainer.History`. It is kept as the
-    History in `history_data`; reading `history` gives the DataFrame, built on first access.
-    """
-
-    P: NDArray[np.floating]
-    Q: NDArray[np.floating]
-    bu: NDArray[np.floating]
-    bi: NDArray[np.floating]
-    mu: float
+    state: FittedState
     use_bias: bool
-    user_map: IdMap
-    item_map: IdMap
-    scale: tuple[float, float]
-    seen_indptr: NDArray[np.int64]
-    seen_indices: NDArray[np.int32]
     hyperparameters: dict[str, Any]
-    history: pd.DataFrame | History
-    seed: int
-    best_epoch: int
-    stop_reason: str
     mfrec_version: str = field(default="")
-    history_data: History = field(init=False, repr=False)
-
-
-def _history_frame(self: SavedModel) -> pd.DataFrame:
-    return self.history_data.to_frame()
-
-
-def _set_history(self: SavedModel, history: pd.DataFrame | History) -> None:
-    from mfrec.training.trainer import History
-
-    self.history_data = History.of(history)
-
-
-# A property, so that neither saving nor loading builds the DataFrame (or imports pandas).
-# Attached after @dataclass, which would take one in the class body for the field's default;
-# the generated __init__ stores `history=` through the setter.
-SavedModel.history = property(  # type: ignore[assignment,method-assign]
-    _history_frame, _set_history, doc="The history as a DataFrame (built on first access)."
-)
 
 
 def save_model(path: str | os.PathLike[str], model: SavedModel) -> Path:
@@ -98,28 +59,29 @@ def save_model(path: str | os.PathLike[str], model: SavedModel) -> Path:
     from mfrec import __version__
 
     path = Path(path)
+    s = model.state
     arrays: dict[str, NDArray] = {
         "format": np.array(FORMAT_NAME),
         "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
         "mfrec_version": np.array(model.mfrec_version or __version__),
-        "P": np.ascontiguousarray(model.P),
-        "Q": np.ascontiguousarray(model.Q),
-        "bu": np.ascontiguousarray(model.bu),
-        "bi": np.ascontiguousarray(model.bi),
-        "mu": np.array(model.mu, dtype=np.float64),
+        "P": np.ascontiguousarray(s.user_factors),
+        "Q": np.ascontiguousarray(s.item_factors),
+        "bu": np.ascontiguousarray(s.user_bias),
+        "bi": np.ascontiguousarray(s.item_bias),
+        "mu": np.array(s.global_mean, dtype=np.float64),
         "use_bias": np.array(model.use_bias, dtype=np.bool_),
-        "user_ids": model.user_map.to_array(),
-        "item_ids": model.item_map.to_array(),
-        "scale": np.asarray(model.scale, dtype=np.float64),
-        "seen_indptr": np.asarray(model.seen_indptr, dtype=np.int64),
-        "seen_indices": np.asarray(model.seen_indices, dtype=np.int32),
+        "user_ids": s.user_map.to_array(),
+        "item_ids": s.item_map.to_array(),
+        "scale": np.asarray(s.scale, dtype=np.float64),
+        "seen_indptr": np.asarray(s.seen_indptr, dtype=np.int64),
+        "seen_indices": np.asarray(s.seen_indices, dtype=np.int32),
         "hyperparameters": np.array(json.dumps(model.hyperparameters, sort_keys=True)),
-        "seed": np.array(model.seed, dtype=np.int64),
-        "best_epoch": np.array(model.best_epoch, dtype=np.int64),
-        "stop_reason": np.array(model.stop_reason),
-        "history_columns": np.array(list(model.history_data.columns), dtype=str),
+        "seed": np.array(s.seed, dtype=np.int64),
+        "best_epoch": np.array(s.best_epoch, dtype=np.int64),
+        "stop_reason": np.array(s.stop_reason),
+        "history_columns": np.array(list(s.history.columns), dtype=str),
     }
-    for column, values in model.history_data.columns.items():
+    for column, values in s.history.columns.items():
         arrays[f"history/{column}"] = values
     # Given a file object, numpy writes exactly there (it appends ".npz" only to names).
     with atomic_open(path, "wb") as fh:
@@ -173,37 +135,40 @@ def _read(path: Path, archive: np.lib.npyio.NpzFile) -> SavedModel:
         raise ValueError(f"missing {', '.join(missing)}")
     from mfrec.training.trainer import History
 
-    history = History({c: archive[f"history/{c}"] for c in columns})
     model = SavedModel(
-        P=archive["P"],
-        Q=archive["Q"],
-        bu=archive["bu"],
-        bi=archive["bi"],
-        mu=float(archive["mu"][()]),
+        state=FittedState(
+            user_factors=archive["P"],
+            item_factors=archive["Q"],
+            user_bias=archive["bu"],
+            item_bias=archive["bi"],
+            global_mean=float(archive["mu"][()]),
+            user_map=IdMap(archive["user_ids"]),
+            item_map=IdMap(archive["item_ids"]),
+            scale=(float(archive["scale"][0]), float(archive["scale"][1])),
+            seen_indptr=archive["seen_indptr"],
+            seen_indices=archive["seen_indices"],
+            history=History({c: archive[f"history/{c}"] for c in columns}),
+            seed=int(archive["seed"][()]),
+            best_epoch=int(archive["best_epoch"][()]),
+            stop_reason=str(archive["stop_reason"][()]),
+        ),
         use_bias=bool(archive["use_bias"][()]),
-        user_map=IdMap(archive["user_ids"]),
-        item_map=IdMap(archive["item_ids"]),
-        scale=(float(archive["scale"][0]), float(archive["scale"][1])),
-        seen_indptr=archive["seen_indptr"],
-        seen_indices=archive["seen_indices"],
         hyperparameters=json.loads(str(archive["hyperparameters"][()])),
-        history=history,
-        seed=int(archive["seed"][()]),
-        best_epoch=int(archive["best_epoch"][()]),
-        stop_reason=str(archive["stop_reason"][()]),
         mfrec_version=str(archive["mfrec_version"][()]),
     )
     _check_shapes(model)
     return model
 
 
-def _check_shapes(m: SavedModel) -> None:
+def _check_shapes(model: SavedModel) -> None:
+    m = model.state
+    P, Q, bu, bi = m.user_factors, m.item_factors, m.user_bias, m.item_bias
     n_users, n_items = len(m.user_map), len(m.item_map)
-    if m.P.ndim != 2 or m.Q.ndim != 2 or m.P.shape[1] != m.Q.shape[1]:
-        raise ValueError(f"factor matrices of shapes {m.P.shape} and {m.Q.shape} do not match")
-    if m.P.shape[0] != n_users or m.bu.shape != (n_users,):
-        raise ValueError(f"{n_users} user IDs but P has shape {m.P.shape}, bu {m.bu.shape}")
-    if m.Q.shape[0] != n_items or m.bi.shape != (n_items,):
-        raise ValueError(f"{n_items} item IDs but Q has shape {m.Q.shape}, bi {m.bi.shape}")
+    if P.ndim != 2 or Q.ndim != 2 or P.shape[1] != Q.shape[1]:
+        raise ValueError(f"factor matrices of shapes {P.shape} and {Q.shape} do not match")
+    if P.shape[0] != n_users or bu.shape != (n_users,):
+        raise ValueError(f"{n_users} user IDs but P has shape {P.shape}, bu {bu.shape}")
+    if Q.shape[0] != n_items or bi.shape != (n_items,):
+        raise ValueError(f"{n_items} item IDs but Q has shape {Q.shape}, bi {bi.shape}")
     if m.seen_indptr.shape != (n_users + 1,) or m.seen_indptr[-1] != len(m.seen_indices):
         raise ValueError("the seen-items index does not match the users")

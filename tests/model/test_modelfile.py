@@ -13,31 +13,38 @@ import mfrec
 from mfrec.errors import ModelFileError
 from mfrec.model.modelfile import FORMAT_VERSION, SavedModel, load_model, save_model
 from mfrec.ratings.idmap import IdMap
+from mfrec.training.fitting import FittedState
+from mfrec.training.trainer import History
 
 
-def saved(dtype=np.float32) -> SavedModel:
+def saved(dtype=np.float32, history=None) -> SavedModel:
     rng = np.random.default_rng(0)
-    users = IdMap(["007", "7", "u x", "ü"])
-    items = IdMap(["10", "010", "a,b"])
+    if history is None:
+        history = {
+            "epoch": [0, 1],
+            "objective": [1.5, 1.2],
+            "seconds": [0.0, 0.1],
+            "updates": [0, 9],
+        }
     return SavedModel(
-        P=rng.normal(size=(4, 2)).astype(dtype),
-        Q=rng.normal(size=(3, 2)).astype(dtype),
-        bu=rng.normal(size=4).astype(dtype),
-        bi=rng.normal(size=3).astype(dtype),
-        mu=3.25,
-        use_bias=True,
-        user_map=users,
-        item_map=items,
-        scale=(0.5, 5.0),
-        seen_indptr=np.array([0, 2, 3, 3, 5], dtype=np.int64),
-        seen_indices=np.array([0, 1, 2, 0, 2], dtype=np.int32),
-        hyperparameters={"solver": "sgd", "lr": None, "factors": 2, "validation": 0.1},
-        history=pd.DataFrame(
-            {"epoch": [0, 1], "objective": [1.5, 1.2], "seconds": [0.0, 0.1], "updates": [0, 9]}
+        FittedState(
+            user_factors=rng.normal(size=(4, 2)).astype(dtype),
+            item_factors=rng.normal(size=(3, 2)).astype(dtype),
+            user_bias=rng.normal(size=4).astype(dtype),
+            item_bias=rng.normal(size=3).astype(dtype),
+            global_mean=3.25,
+            user_map=IdMap(["007", "7", "u x", "ü"]),
+            item_map=IdMap(["10", "010", "a,b"]),
+            scale=(0.5, 5.0),
+            seen_indptr=np.array([0, 2, 3, 3, 5], dtype=np.int64),
+            seen_indices=np.array([0, 1, 2, 0, 2], dtype=np.int32),
+            history=History.of(pd.DataFrame(history)),
+            seed=12345678901234,
+            best_epoch=1,
+            stop_reason="epochs",
         ),
-        seed=12345678901234,
-        best_epoch=1,
-        stop_reason="epochs",
+        use_bias=True,
+        hyperparameters={"solver": "sgd", "lr": None, "factors": 2, "validation": 0.1},
     )
 
 
@@ -46,18 +53,21 @@ def test_round_trip_keeps_everything(tmp_path, dtype):
     original = saved(dtype)
     path = save_model(tmp_path / "m.npz", original)
     back = load_model(path)
-    for name in ("P", "Q", "bu", "bi", "seen_indptr", "seen_indices"):
-        a, b = getattr(original, name), getattr(back, name)
-        assert np.array_equal(a, b), name
-        assert a.dtype == b.dtype, name
-    assert back.user_map == original.user_map
-    assert back.user_map.index("007") == 0
-    assert back.user_map.index("7") == 1
-    assert back.item_map.to_ids([0, 1, 2]).tolist() == ["10", "010", "a,b"]
-    assert (back.mu, back.use_bias, back.scale) == (3.25, True, (0.5, 5.0))
+    a, b = original.state, back.state
+    for name in ("user_factors", "item_factors", "user_bias", "item_bias"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+        assert getattr(a, name).dtype == getattr(b, name).dtype, name
+    for name in ("seen_indptr", "seen_indices"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+        assert getattr(a, name).dtype == getattr(b, name).dtype, name
+    assert b.user_map == a.user_map
+    assert b.user_map.index("007") == 0
+    assert b.user_map.index("7") == 1
+    assert b.item_map.to_ids([0, 1, 2]).tolist() == ["10", "010", "a,b"]
+    assert (b.global_mean, back.use_bias, b.scale) == (3.25, True, (0.5, 5.0))
     assert back.hyperparameters == original.hyperparameters
-    pd.testing.assert_frame_equal(back.history, original.history)
-    assert (back.seed, back.best_epoch, back.stop_reason) == (12345678901234, 1, "epochs")
+    pd.testing.assert_frame_equal(b.history.to_frame(), a.history.to_frame())
+    assert (b.seed, b.best_epoch, b.stop_reason) == (12345678901234, 1, "epochs")
     assert back.mfrec_version == mfrec.__version__
 
 
@@ -71,11 +81,10 @@ def test_saves_exactly_at_the_given_path_without_pickle(tmp_path):
 
 
 def test_empty_history_and_maps_round_trip(tmp_path):
-    model = saved()
-    model.history = pd.DataFrame({"epoch": np.array([], dtype=np.int64)})
-    back = load_model(save_model(tmp_path / "m.npz", model))
-    assert list(back.history.columns) == ["epoch"]
-    assert len(back.history) == 0
+    model = saved(history={"epoch": np.array([], dtype=np.int64)})
+    back = load_model(save_model(tmp_path / "m.npz", model)).state.history.to_frame()
+    assert list(back.columns) == ["epoch"]
+    assert len(back) == 0
 
 
 def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
@@ -88,12 +97,12 @@ def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkey
 
     monkeypatch.setattr(np, "savez", half_write)
     changed = saved()
-    changed.mu = 1.0
+    changed.state.global_mean = 1.0
     with pytest.raises(OSError, match="No space left"):
         save_model(path, changed)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
-    assert load_model(path).mu == 3.25
+    assert load_model(path).state.global_mean == 3.25
 
 
 def test_interrupted_save_leaves_no_file(tmp_path, monkeypatch):
