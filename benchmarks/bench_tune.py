@@ -4,12 +4,11 @@ Usage: python benchmarks/bench_tune.py [--trials 60] [--jobs 2] [--validation 0.
                                        [--patience 5] [--param NAME=SPEC ...] [--seed 0]
                                        [--splits 1,2,3,4,5] [--data PATH]
 
-For each split uK: `mfrec.experiments.tune.tune` runs a random search on uK.base alone (trials
-early-stop
-on a held-out part of uK.base), the winner is refitted on all of uK.base for the epochs it
-kept, and only then is uK.test read and scored (RMSE over every test rating, predictions
-clipped to 1..5, unknown items getting the mean plus the user's bias: the figure
-benchmarks/bench_train.py reports). The tuning time is the wall time of the searches and the
+For each split uK: `mfrec.experiments.tune.tune` runs a random search on uK.base alone
+(trials early-stop on a held-out part of uK.base), the winner is refitted on all of uK.base
+for the epochs it kept, and only then is uK.test read and scored (RMSE over every test
+rating, predictions clipped to 1..5, unknown items getting the mean plus the user's bias: the
+figure benchmarks/bench_train.py reports). The tuning time is the wall time of the searches and the
 refits together. Prints the winning parameters per split and the mean test RMSE.
 """
 

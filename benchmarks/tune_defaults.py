@@ -17,7 +17,13 @@ import numpy as np
 
 from mfrec.model.estimator import MatrixFactorization
 from mfrec.ratings.load import load_ratings
-from mfrec.training.state import DEFAULT_FACTORS, DEFAULT_INIT_STD, DEFAULT_REG, DEFAULT_REG_BIAS
+from mfrec.training.state import (
+    DEFAULT_DECAY,
+    DEFAULT_FACTORS,
+    DEFAULT_INIT_STD,
+    DEFAULT_REG,
+    DEFAULT_REG_BIAS,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k"
 
@@ -61,7 +67,7 @@ def main() -> None:
     ap.add_argument("--reg", type=float, default=DEFAULT_REG)
     ap.add_argument("--reg-bias", type=float, default=DEFAULT_REG_BIAS)
     ap.add_argument("--optimizer", default=None)
-    ap.add_argument("--decay", type=float, default=0.0)
+    ap.add_argument("--decay", type=float, default=DEFAULT_DECAY)
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--line-search", action="store_true")
     ap.add_argument("--epochs", type=int, default=None)

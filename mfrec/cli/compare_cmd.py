@@ -10,7 +10,7 @@ import click
 
 from mfrec.cli.app import CliError
 from mfrec.cli.options import ratings_options
-from mfrec.cli.train_cmd import DTYPE_NAMES, OPTIMIZER_NAMES
+from mfrec.cli.train_options import DTYPE_NAMES, OPTIMIZER_NAMES
 
 if TYPE_CHECKING:
     from mfrec.errors import ParameterError

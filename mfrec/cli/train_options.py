@@ -150,7 +150,7 @@ def _apply_params_file(ctx: click.Context, param: click.Parameter, path: Path | 
     if path is None:
         return
     from mfrec.cli.app import CliError
-    from mfrec.experiments.tune import read_params
+    from mfrec.experiments.paramsfile import read_params
 
     options = {p.name: p for p in ctx.command.params if isinstance(p, click.Option)}
     defaults = dict(ctx.default_map or {})

@@ -11,12 +11,14 @@ import click
 from mfrec.cli.app import CliError
 from mfrec.cli.options import ratings_options
 from mfrec.cli.train_options import model_options, option_message
+from mfrec.utils.formatting import fixed
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from mfrec.errors import ParameterError
-    from mfrec.experiments.tune import Param, TuneResult
+    from mfrec.experiments.space import Param
+    from mfrec.experiments.tune import TuneResult
     from mfrec.model.evaluate import Evaluation
 
 FORMATS = ("table", "csv", "json")
@@ -175,7 +177,7 @@ def tune(
     from mfrec.cli.options import load_from_options, pop_loader_options
     from mfrec.cli.train_options import estimator_params
     from mfrec.errors import ParameterError
-    from mfrec.experiments.tune import parse_space
+    from mfrec.experiments.space import parse_space
     from mfrec.experiments.tune import tune as run_tune
 
     load_options = pop_loader_options(options)
@@ -208,7 +210,7 @@ def tune(
         with atomic_open(output, newline="") as fh:
             result.results.to_csv(fh, index=False)
     if best_params is not None:
-        from mfrec.experiments.tune import write_params
+        from mfrec.experiments.paramsfile import write_params
 
         write_params(best_params, result.best_params)
     scores = None
@@ -270,9 +272,9 @@ def _render(result: TuneResult, scores: Evaluation | None, test: str | None, fmt
     ]
     if scores is not None:
         lines.append(
-            f"test ({test}, refitted on all of RATINGS): RMSE {_num(scores.rmse)}, "
-            f"MAE {_num(scores.mae)}, precision@{scores.k} {_num(scores.precision)}, "
-            f"NDCG@{scores.k} {_num(scores.ndcg)}"
+            f"test ({test}, refitted on all of RATINGS): RMSE {fixed(scores.rmse)}, "
+            f"MAE {fixed(scores.mae)}, precision@{scores.k} {fixed(scores.precision)}, "
+            f"NDCG@{scores.k} {fixed(scores.ndcg)}"
         )
     return "\n".join(lines)
 
@@ -280,7 +282,3 @@ def _render(result: TuneResult, scores: Evaluation | None, test: str | None, fmt
 def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
     # NaN (a diverged trial) is not JSON: null instead.
     return table.astype(object).where(table.notna(), None).to_dict(orient="records")
-
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"

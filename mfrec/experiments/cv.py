@@ -1,11 +1,10 @@
 """k-fold cross-validation of one set of estimator parameters.
 
-Each fold trains `mfrec.model.estimator.MatrixFactorization` on its training part and scores its
-test
-part with `mfrec.model.evaluate.evaluate`: RMSE and MAE, and the ranking metrics at k. The folds
-come from `mfrec.ratings.split.kfold` (every rating is tested exactly once; the same seed gives the
-same folds as ``mfrec split --folds``) or from predefined (base, test) pairs such as
-MovieLens 100k's u1-u5.
+Each fold trains `mfrec.model.estimator.MatrixFactorization` on its training part and scores
+its test part with `mfrec.model.evaluate.evaluate`: RMSE and MAE, and the ranking metrics at k.
+The folds come from `mfrec.ratings.split.kfold` (every rating is tested exactly once; the same
+seed gives the same folds as ``mfrec split --folds``) or from predefined (base, test) pairs
+such as MovieLens 100k's u1-u5.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ import pandas as pd
 from mfrec.errors import ParameterError
 from mfrec.model.estimator import MatrixFactorization
 from mfrec.ratings.ratingdata import RatingData
+from mfrec.utils.validation import check_int, check_seed, resolve_seed
 
 logger = logging.getLogger(__name__)
 
@@ -96,11 +96,11 @@ def cross_validate(
         Estimator parameters (``solver="sgd"``, ``factors=64``, ...). A ``validation``
         fraction with ``patience`` early-stops on a part of each fold's training ratings.
     """
-    from mfrec.experiments.tune import resolve_seed
     from mfrec.model.evaluate import evaluate
     from mfrec.model.recommend import check_k
 
     check_k(k)
+    check_seed(seed)
     seed = resolve_seed(seed)
     MatrixFactorization().set_params(**params)  # unknown names fail before any fold runs
     total = folds if folds_files is None else len(folds_files)
@@ -135,7 +135,7 @@ def _fold_pairs(
     by: str,
 ) -> Iterator[tuple[Source, Source]]:
     """(train, test) per fold; k-fold parts are drawn lazily, one fold at a time."""
-    from mfrec.ratings.split import _check_int, kfold
+    from mfrec.ratings.split import kfold
 
     if folds_files is not None:
         if data is not None:
@@ -149,7 +149,7 @@ def _fold_pairs(
         return
     if data is None:
         raise ParameterError("data", None, "give the ratings to cut into folds, or folds_files")
-    _check_int("folds", folds, 2)
+    check_int("folds", folds, minimum=2)
     for s in kfold(data, folds, seed=seed, by=by):
         yield s.train, s.test
 

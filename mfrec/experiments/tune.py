@@ -1,12 +1,8 @@
 """Hyperparameter search: grid or random trials, each early-stopped on held-out training data.
 
-A search space maps estimator parameters (`mfrec.model.estimator.MatrixFactorization`) to the values
-to try, written as on the command line (`parse_param`)::
-
-    factors=16,32,64,128      a list: exactly these values
-    reg=0.01:0.2:log          a range, drawn log-uniformly (``:lin``, the default, uniformly)
-    epochs=10:100             a range of integers (both ends written as integers)
-    lr=0.005:0.05:log:4       a range with a number of points, as grid search needs
+A search space maps estimator parameters (`mfrec.model.estimator.MatrixFactorization`) to the
+values to try, written as on the command line (``factors=16,32,64``, ``reg=0.01:0.2:log``; see
+`mfrec.experiments.space`).
 
 `tune` only ever sees the ratings it is given. It holds out part of them (``validation``, a
 fraction, or ``folds``, an inner k-fold), trains every trial on the rest with early stopping
@@ -14,43 +10,36 @@ on the held-out part, and scores the kept epoch there. Every trial uses the same
 split and the same model seed, so trials differ only in their parameters; the trials, their
 scores and the winner are fixed by `seed` whatever the number of `jobs`. The winner's
 parameters include ``epochs``, the epoch early stopping kept, so that refitting on all the
-ratings (`TuneResult.best_estimator`, or ``mfrec train --params best.json``) needs no
-held-out part.
+ratings (`TuneResult.best_estimator`, or ``mfrec train --params best.json``, a file
+`mfrec.experiments.paramsfile.write_params` writes) needs no held-out part.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 import logging
 import math
 import multiprocessing
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mfrec.errors import DataFormatError, DivergenceError, ParameterError
+from mfrec.experiments.space import Param, as_space, check_searchable, make_trials
 from mfrec.model.estimator import MatrixFactorization
 from mfrec.ratings.ratingdata import RatingData
-from mfrec.ratings.split import _check_int
-from mfrec.utils.validation import resolve_seed as seed_of
+from mfrec.utils.validation import check_choice, check_int, check_seed, resolve_seed
 
 logger = logging.getLogger(__name__)
 
-SEARCH_METHODS = ("grid", "random")
 METRICS = ("rmse", "mae")
 
-#: Trials in a random search when `trials` is not given.
-DEFAULT_TRIALS = 20
 #: Held-out fraction of the ratings when neither `folds` nor `validation` is given.
 DEFAULT_VALIDATION = 0.1
 #: Early stopping: epochs without improvement before a trial stops.
@@ -58,244 +47,8 @@ DEFAULT_PATIENCE = 5
 #: The most epochs a trial runs when neither the fixed parameters nor the space set `epochs`.
 DEFAULT_MAX_EPOCHS = 200
 
-#: Estimator parameters no trial takes from the caller: tune sets them itself.
-_NOT_SEARCHABLE = {
-    "validation": "tune holds out its own validation part (validation, folds)",
-    "patience": "tune sets it (patience)",
-    "seed": "tune sets it (seed)",
-    "progress": "not a model parameter",
-    "threads": "each trial runs on one thread; trials run side by side (jobs)",
-}
-#: Parameters a params file cannot set: a data set, and a display setting.
-_NOT_IN_PARAMS_FILE = ("validation", "progress")
-
-_INT = re.compile(r"[+-]?\d+\Z")
-_SCALES = ("lin", "log")
-#: Significant digits kept from a drawn or spaced value: 0.0734 reads better than
-#: 0.07341234987, and no search resolves finer differences.
-_DIGITS = 3
-#: Draws allowed per wanted trial before a random search over a small discrete space stops
-#: looking for parameter sets it has not drawn yet.
-_DRAWS_PER_TRIAL = 50
 #: Environment that makes each worker process single-threaded (BLAS, OpenMP, numba).
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-
-
-# -- search spaces --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Choice:
-    """A list of values to try, in the order given."""
-
-    name: str
-    values: tuple[Any, ...]
-    spec: str
-
-    def grid(self) -> tuple[Any, ...]:
-        """The values grid search tries."""
-        return self.values
-
-    def sample(self, rng: np.random.Generator) -> Any:
-        """One value drawn uniformly."""
-        return self.values[int(rng.integers(len(self.values)))]
-
-
-@dataclass(frozen=True)
-class Range:
-    """Numbers from `low` to `high` (both included), spaced linearly or logarithmically.
-
-    `integer` ranges hold whole numbers only. `points` is how many values grid search tries.
-    """
-
-    name: str
-    low: float
-    high: float
-    log: bool = False
-    integer: bool = False
-    points: int | None = None
-    spec: str = ""
-
-    def grid(self) -> tuple[Any, ...]:
-        """`points` values from `low` to `high`, evenly spaced on the range's scale."""
-        if self.points is None:
-            raise ParameterError(
-                self.name,
-                self.spec,
-                f"grid search needs a number of points for a range, e.g. {self.spec}:5",
-            )
-        spaced = (np.geomspace if self.log else np.linspace)(self.low, self.high, self.points)
-        return tuple(dict.fromkeys(self._value(x) for x in spaced))
-
-    def sample(self, rng: np.random.Generator) -> Any:
-        """One value drawn uniformly on the range's scale."""
-        # Integers draw over [low, high + 1) and round down, so each end is as likely as the
-        # other values.
-        high = self.high + 1 if self.integer else self.high
-        if self.log:
-            x = math.exp(rng.uniform(math.log(self.low), math.log(high)))
-        else:
-            x = rng.uniform(self.low, high)
-        return self._value(math.floor(x) if self.integer else x)
-
-    def _value(self, x: float) -> Any:
-        if self.integer:
-            return int(min(max(round(x), self.low), self.high))
-        return min(max(_round(x), self.low), self.high)
-
-
-Param = Choice | Range
-
-
-def parse_param(spec: str) -> Param:
-    """Parse one ``NAME=VALUES`` search specification (see the module docstring).
-
-    Raises
-    ------
-    ParameterError
-        Bad syntax or an impossible range; `param` is the parameter's name (``"param"`` when
-        there is none) and `value` the specification.
-    """
-    name, sep, text = spec.partition("=")
-    name = name.strip()
-    if not sep or not name:
-        raise ParameterError(
-            "param", spec, "expected NAME=VALUES, e.g. factors=16,32,64 or reg=0.01:0.2:log"
-        )
-    _check_searchable(name, spec)
-    text = text.strip()
-    if not text:
-        raise ParameterError(name, spec, "no values")
-    if ":" in text:
-        return _parse_range(name, text, spec)
-    values = tuple(_scalar(token.strip()) for token in text.split(","))
-    if "" in values:
-        raise ParameterError(name, spec, "empty value in the list")
-    if len(set(values)) != len(values):
-        raise ParameterError(name, spec, "a value is listed twice")
-    return Choice(name, values, spec)
-
-
-def parse_space(specs: Iterable[str]) -> dict[str, Param]:
-    """Parse several specifications into a search space (one per parameter name)."""
-    space: dict[str, Param] = {}
-    for spec in specs:
-        param = parse_param(spec)
-        if param.name in space:
-            raise ParameterError(param.name, spec, "the parameter is given twice")
-        space[param.name] = param
-    return space
-
-
-def _parse_range(name: str, text: str, spec: str) -> Range:
-    low_text, _, rest = text.partition(":")
-    high_text, _, rest = rest.partition(":")
-    extras = rest.split(":") if rest else []
-    low, high = (
-        _number(name, spec, which, t) for which, t in (("LOW", low_text), ("HIGH", high_text))
-    )
-    scale, points = "lin", None
-    seen: set[str] = set()
-    for extra in extras:
-        if extra in _SCALES and "scale" not in seen:
-            scale = extra
-            seen.add("scale")
-        elif _INT.match(extra) and "points" not in seen:
-            points = int(extra)
-            seen.add("points")
-        else:
-            raise ParameterError(
-                name, spec, f"expected LOW:HIGH[:lin|:log][:POINTS], got {extra!r} after HIGH"
-            )
-    if not low < high:
-        raise ParameterError(name, spec, f"LOW {low_text} must be below HIGH {high_text}")
-    if scale == "log" and low <= 0:
-        raise ParameterError(name, spec, "a log range needs LOW > 0")
-    if points is not None and points < 2:
-        raise ParameterError(name, spec, "POINTS must be at least 2")
-    integer = bool(_INT.match(low_text.strip()) and _INT.match(high_text.strip()))
-    return Range(name, low, high, log=scale == "log", integer=integer, points=points, spec=spec)
-
-
-def _number(name: str, spec: str, which: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ParameterError(name, spec, f"{which} {text.strip()!r} is not a number") from None
-    if not math.isfinite(value):
-        raise ParameterError(name, spec, f"{which} {text.strip()!r} is not a finite number")
-    return int(value) if _INT.match(text.strip()) else value
-
-
-def _scalar(token: str) -> Any:
-    """A list item as the type it reads as: int, float, true/false, or a string."""
-    if _INT.match(token):
-        return int(token)
-    lowered = token.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    try:
-        return float(token)
-    except ValueError:
-        return token
-
-
-def _round(x: float) -> float:
-    return float(f"{x:.{_DIGITS}g}")
-
-
-def _estimator_params() -> list[str]:
-    return list(MatrixFactorization().get_params())
-
-
-def _check_searchable(name: str, spec: object, action: str = "searched") -> None:
-    """ParameterError unless `name` is an estimator parameter a trial may take (`action`
-    says how: ``searched``, or ``fixed`` for the parameters given to `tune`)."""
-    if name in _NOT_SEARCHABLE:
-        raise ParameterError(name, spec, f"cannot be {action}: {_NOT_SEARCHABLE[name]}")
-    valid = [p for p in _estimator_params() if p not in _NOT_SEARCHABLE]
-    if name not in valid:
-        raise ParameterError(name, spec, f"no such parameter; valid ones: {', '.join(valid)}")
-
-
-# -- trials ---------------------------------------------------------------------------------
-
-
-def make_trials(
-    space: Mapping[str, Param],
-    search: str = "random",
-    trials: int | None = None,
-    seed: int | np.random.Generator | None = None,
-) -> list[dict[str, Any]]:
-    """The parameter sets to try, in order.
-
-    Grid search: every combination, the first parameter varying slowest (`trials` must be
-    None). Random search: `trials` distinct sets (default `DEFAULT_TRIALS`; fewer when the
-    space holds fewer), each parameter drawn independently.
-    """
-    if search not in SEARCH_METHODS:
-        raise ParameterError("search", search, f"must be one of {', '.join(SEARCH_METHODS)}")
-    if trials is not None:
-        _check_int("trials", trials, 1)
-    if search == "grid":
-        if trials is not None:
-            raise ParameterError(
-                "trials", trials, "grid search tries every combination; trials is for random"
-            )
-        names = list(space)
-        return [
-            dict(zip(names, combo, strict=True))
-            for combo in itertools.product(*(space[n].grid() for n in names))
-        ]
-    wanted = DEFAULT_TRIALS if trials is None else trials
-    rng = np.random.default_rng(seed)
-    drawn: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for _ in range(wanted * _DRAWS_PER_TRIAL):
-        params = {name: p.sample(rng) for name, p in space.items()}
-        drawn.setdefault(tuple(params.values()), params)
-        if len(drawn) == wanted:
-            break
-    return list(drawn.values())
 
 
 @dataclass(frozen=True)
@@ -429,7 +182,7 @@ class TuneResult:
         trial failed: it diverged; such trials rank last with a NaN score).
     best_params
         The fixed parameters plus the winner's, with ``epochs`` the epoch it kept: what
-        `write_params` writes and ``mfrec train --params`` reads.
+        `mfrec.experiments.paramsfile.write_params` writes and ``mfrec train --params`` reads.
     metric
         ``rmse`` or ``mae``: lower is better.
     seed
@@ -504,21 +257,21 @@ def tune(
     """
     from mfrec.ratings.split import kfold, split
 
-    space = _as_space(space)
+    space = as_space(space)
     for name in params:
-        _check_searchable(name, params[name], "fixed")
+        check_searchable(name, params[name], "fixed")
         if name in space:
             raise ParameterError(name, params[name], "given both as a fixed value and searched")
-    if metric not in METRICS:
-        raise ParameterError("metric", metric, f"must be one of {', '.join(METRICS)}")
-    _check_int("jobs", jobs, 1)
-    _check_int("patience", patience, 1)
+    check_choice("metric", metric, METRICS)
+    check_int("jobs", jobs)
+    check_int("patience", patience)
     if folds is not None and validation is not None:
         raise ParameterError("folds", folds, "give folds or validation, not both")
     if folds is not None:
-        _check_int("folds", folds, 2)
+        check_int("folds", folds, minimum=2)
     if len(data) == 0:
         raise DataFormatError("no ratings to tune on", source=data.source)
+    check_seed(seed)
     seed = resolve_seed(seed)
     trial_seed, split_seed = np.random.SeedSequence(seed).spawn(2)
     trial_list = make_trials(space, search, trials, np.random.default_rng(trial_seed))
@@ -583,67 +336,3 @@ def _result(
     best_params.update(trial_list[int(table["trial"].iloc[0])])
     best_params["epochs"] = int(table["best_epoch"].iloc[0])
     return TuneResult(table, best_params, metric, seed)
-
-
-def _as_space(space: Mapping[str, Param | str] | Iterable[str]) -> dict[str, Param]:
-    if isinstance(space, Mapping):
-        out: dict[str, Param] = {}
-        for name, p in space.items():
-            param = parse_param(f"{name}={p}") if isinstance(p, str) else p
-            if param.name != name:
-                raise ParameterError(name, p, f"the specification is for {param.name}")
-            _check_searchable(name, param.spec)
-            out[name] = param
-        return out
-    return parse_space(space)
-
-
-def resolve_seed(seed: int | np.random.Generator | None) -> int:
-    """The int seed a search (or a cross-validation) runs with: as given, or drawn from the
-    Generator or fresh entropy; it reproduces the run."""
-    if isinstance(seed, Integral) and not isinstance(seed, bool) and seed < 0:
-        raise ParameterError("seed", seed, "must be an int >= 0, a Generator or None")
-    return seed_of(seed)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-# -- params files ---------------------------------------------------------------------------
-
-
-def write_params(path: str | os.PathLike[str], params: Mapping[str, Any]) -> None:
-    """Write estimator parameters as a JSON object (atomically), as `read_params` reads."""
-    from mfrec.utils.atomicfile import atomic_open
-
-    with atomic_open(path) as fh:
-        json.dump({k: _plain(v) for k, v in params.items()}, fh, indent=2)
-        fh.write("\n")
-
-
-def read_params(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a JSON object of estimator parameters, as `write_params` writes them.
-
-    Raises
-    ------
-    DataFormatError
-        Not JSON, not an object, or a key that is not an estimator parameter a file can set.
-    """
-    source = os.fspath(path)
-    with open(path, encoding="utf-8") as fh:
-        try:
-            params = json.load(fh)
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(
-                f"not valid JSON: {exc.msg}", source=source, line=exc.lineno
-            ) from None
-    if not isinstance(params, dict):
-        raise DataFormatError("expected a JSON object of parameters", source=source)
-    valid = [p for p in _estimator_params() if p not in _NOT_IN_PARAMS_FILE]
-    unknown = [k for k in params if k not in valid]
-    if unknown:
-        raise DataFormatError(
-            f"unknown parameter {unknown[0]!r}; valid ones: {', '.join(valid)}", source=source
-        )
-    return params

@@ -11,10 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 import mfrec.cli.options
+import mfrec.experiments.space
 import mfrec.experiments.tune
 from mfrec.cli import cli
 from mfrec.cli.tune_cmd import DEFAULTS
-from mfrec.experiments.tune import read_params
+from mfrec.experiments.paramsfile import read_params
 from mfrec.model.estimator import MatrixFactorization
 
 FAST = ["--factors", 3, "--epochs", 5]
@@ -65,7 +66,7 @@ def test_train_help_lists_params_and_init_std():
 
 def test_defaults_shown_in_help_are_the_library_ones():
     assert DEFAULTS == {
-        "trials": mfrec.experiments.tune.DEFAULT_TRIALS,
+        "trials": mfrec.experiments.space.DEFAULT_TRIALS,
         "validation": mfrec.experiments.tune.DEFAULT_VALIDATION,
         "patience": mfrec.experiments.tune.DEFAULT_PATIENCE,
         "max_epochs": mfrec.experiments.tune.DEFAULT_MAX_EPOCHS,

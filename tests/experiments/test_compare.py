@@ -24,7 +24,7 @@ from mfrec.experiments.compare import (
     search_lr,
     start_lr,
 )
-from mfrec.experiments.plots import DPI, HEIGHT, WIDTH, run_colors
+from mfrec.experiments.compare.plot import DPI, HEIGHT, WIDTH, run_colors
 from mfrec.ratings.ratingdata import RatingData
 from mfrec.ratings.synth import synthesize
 
@@ -389,9 +389,9 @@ def test_optimizer_applies_to_every_gradient_run(data):
          "solvers='newton': unknown solver; choose from sgd, bgd, minibatch, als"),
         ({"solvers": []}, "solvers='': name at least one solver"),
         ({"solvers": ["sgd", "sgd"]}, "solvers='sgd': named twice"),
-        ({"budget_epochs": 0}, "budget_epochs=0: must be an integer >= 1"),
-        ({"budget_seconds": 0.0}, "budget_seconds=0.0: must be a number > 0"),
-        ({"budget_seconds": math.nan}, "budget_seconds=nan: must be a number > 0"),
+        ({"budget_epochs": 0}, "budget_epochs=0: must be >= 1"),
+        ({"budget_seconds": 0.0}, "budget_seconds=0.0: must be > 0"),
+        ({"budget_seconds": math.nan}, "budget_seconds=nan: must be > 0"),
         ({"budget_epochs": 5, "budget_seconds": 1.0},
          "budget_seconds=1.0: give a budget in epochs or in seconds, not both"),
         ({"lr": {"adam": 0.1}},
@@ -400,15 +400,17 @@ def test_optimizer_applies_to_every_gradient_run(data):
         ({"solvers": ["als"], "lr": {"als": 0.1}}, "lr='als': als has no learning rate"),
         ({"solvers": ["sgd"], "batch_sizes": [64]},
          "batch_sizes=[64]: only minibatch takes batch sizes; add it to solvers"),
-        ({"batch_sizes": [64, 0]}, "batch_sizes=0: must be an integer >= 1"),
+        ({"batch_sizes": [64, 0]}, "batch_sizes=0: must be >= 1"),
         ({"batch_sizes": []}, "batch_sizes='': give at least one batch size for minibatch"),
-        ({"repeats": 0}, "repeats=0: must be an integer >= 1"),
+        ({"repeats": 0}, "repeats=0: must be >= 1"),
         ({"factors": 2.5}, "factors=2.5: must be an integer >= 1"),
-        ({"reg": -0.1}, "reg=-0.1: must be a number >= 0"),
+        ({"reg": -0.1}, "reg=-0.1: must be >= 0"),
+        ({"reg": "0.1"}, "reg='0.1': must be a number >= 0"),
         ({"optimizer": "lbfgs"},
          "optimizer='lbfgs': must be one of constant, decay, adagrad, momentum, adam"),
         ({"dtype": "float16"}, "dtype='float16': must be one of float32, float64"),
         ({"test_size": 1.5}, "test_size=1.5: must be in (0, 1)"),
+        ({"seed": -1}, "seed=-1: must be an int >= 0, a Generator or None"),
     ],
 )  # fmt: skip
 def test_bad_parameters_are_named(data, kwargs, message):

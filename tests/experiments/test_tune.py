@@ -1,5 +1,5 @@
-"""mfrec.experiments.tune: search-space syntax, trial generation, the search itself, params
-files."""
+"""mfrec.experiments.space (search-space syntax, trial generation), mfrec.experiments.tune
+(the search itself) and mfrec.experiments.paramsfile (params files)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,9 @@ import pytest
 
 from mfrec.errors import DataFormatError, DivergenceError, ParameterError
 from mfrec.experiments import tune as tune_module
-from mfrec.experiments.tune import (
-    Choice,
-    Range,
-    make_trials,
-    parse_param,
-    parse_space,
-    read_params,
-    tune,
-    write_params,
-)
+from mfrec.experiments.paramsfile import read_params, write_params
+from mfrec.experiments.space import Choice, Range, make_trials, parse_param, parse_space
+from mfrec.experiments.tune import tune
 from mfrec.model.estimator import MatrixFactorization
 from mfrec.ratings.ratingdata import RatingData
 
@@ -292,13 +285,13 @@ def test_a_bad_value_stops_the_search_naming_the_parameter(ratings, jobs):
         ({"reg": 0.1}, "reg=0.1: given both as a fixed value and searched"),
         ({"seed": -1}, "seed=-1: must be an int >= 0, a Generator or None"),
         ({"folds": 3, "validation": 0.2}, "folds=3: give folds or validation, not both"),
-        ({"folds": 1}, "folds=1: must be an integer >= 2"),
-        ({"jobs": 0}, "jobs=0: must be an integer >= 1"),
+        ({"folds": 1}, "folds=1: must be >= 2"),
+        ({"jobs": 0}, "jobs=0: must be >= 1"),
         ({"metric": "auc"}, "metric='auc': must be one of rmse, mae"),
         ({"search": "bayes"}, "search='bayes': must be one of grid, random"),
-        ({"trials": 0}, "trials=0: must be an integer >= 1"),
+        ({"trials": 0}, "trials=0: must be >= 1"),
         ({"validation": 1.5}, "test_size=1.5: must be in (0, 1)"),
-        ({"patience": 0}, "patience=0: must be an integer >= 1"),
+        ({"patience": 0}, "patience=0: must be >= 1"),
         ({"progress": True}, "progress=True: cannot be fixed: not a model parameter"),
         (
             {"threads": 2},

@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from mfrec.experiments.compare.config import TARGET_TOLERANCE
 from mfrec.utils.atomicfile import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from mfrec.experiments.compare import Comparison, Run
+    from mfrec.experiments.compare.config import Run
+    from mfrec.experiments.compare.result import Comparison
 
 #: Figure size in inches and resolution: the PNG is WIDTH*DPI x HEIGHT*DPI pixels.
 WIDTH, HEIGHT, DPI = 12.0, 8.0, 100
@@ -84,8 +86,6 @@ def convergence_figure(comparison: Comparison) -> Figure:
         Line2D([], [], ls="", marker="o", ms=6, color="black", mec="white"),
         Line2D([], [], ls=":", lw=1.0, color="black"),
     ]
-    from mfrec.experiments.compare import TARGET_TOLERANCE
-
     within = f"within {TARGET_TOLERANCE:.0%} of the best ({c.target_rmse:.4f})"
     labels += ["lowest validation RMSE of a run", within]
     fig.legend(
