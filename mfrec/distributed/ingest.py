@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,8 @@ from mfrec.training.state import TrainSet
 if TYPE_CHECKING:
     import dask.dataframe as dd
     from distributed import Client, Future
+
+    from mfrec.ratings.sniff import TextFormat
 
 logger = logging.getLogger(__name__)
 
@@ -99,45 +100,46 @@ def read_frame(
     """
     import dask.dataframe as dd
 
-    from mfrec.ratings import load
+    from mfrec.ratings.load import PRESETS
+    from mfrec.ratings.sniff import normalize_sep, parse_columns, pick_columns
 
     engine.require_dask()
-    if preset not in load.PRESETS:
-        raise DataFormatError(f"unknown preset {preset!r}: use one of {', '.join(load.PRESETS)}")
-    p = load.PRESETS[preset]
-    sep = p.sep if sep is None else load._normalize_sep(sep)
+    if preset not in PRESETS:
+        raise DataFormatError(f"unknown preset {preset!r}: use one of {', '.join(PRESETS)}")
+    p = PRESETS[preset]
+    sep = p.sep if sep is None else normalize_sep(sep)
     header = p.header if header is None else header
-    cols = p.columns if columns is None else load._parse_columns(columns)
+    cols = p.columns if columns is None else parse_columns(columns)
     fs, paths = _expand(source)
     if _is_parquet(fs, paths[0]):
         import pyarrow.parquet as pq
 
         with fs.open(paths[0], "rb") as fh:
             names = [str(c) for c in pq.ParquetFile(fh).schema_arrow.names]
-        picked = load._pick_columns(names, len(names), cols, source, None)
+        picked = pick_columns(names, len(names), cols, source, None)
         frame = dd.read_parquet(_urls(fs, paths), columns=[names[j] for j in picked[:3]])
         return frame.rename(
             columns=dict(zip(frame.columns, ("user", "item", "rating"), strict=True))
         )
-    reader = _sniff(fs, paths[0], sep, header, cols, encoding)
-    positions = reader.positions[:3]
+    found, encoding = _sniff(fs, paths[0], sep, header, cols, encoding)
+    positions = found.positions[:3]
     kw: dict[str, Any] = dict(
-        header=0 if reader.header else None,
-        names=list(range(reader.n_fields)),
+        header=0 if found.header else None,
+        names=list(range(found.n_fields)),
         usecols=positions,
         dtype={positions[0]: str, positions[1]: str, positions[2]: "float64"},
         keep_default_na=False,
         na_values={positions[2]: [""]},
-        encoding=reader.encoding,
+        encoding=encoding,
         blocksize=blocksize,
         storage_options=fs.storage_options or None,
     )
-    if reader.sep == " ":
+    if found.sep == " ":
         kw["sep"] = r"\s+"
-    elif len(reader.sep) == 1:
-        kw.update(sep=reader.sep, skipinitialspace=True)
+    elif len(found.sep) == 1:
+        kw.update(sep=found.sep, skipinitialspace=True)
     else:
-        kw.update(sep=reader.sep, engine="python")
+        kw.update(sep=found.sep, engine="python")
     frame = dd.read_csv(_urls(fs, paths), **kw)
     return frame.rename(columns=dict(zip(positions, ("user", "item", "rating"), strict=True)))[
         ["user", "item", "rating"]
@@ -336,18 +338,21 @@ def _is_parquet(fs: Any, path: str) -> bool:
         return fh.read(4) == b"PAR1"
 
 
-def _sniff(fs: Any, path: str, sep, header, cols, encoding: str | None) -> Any:
-    """The local loader's layout detection, run on the (decompressed) head of `path`."""
-    from mfrec.ratings import load
+def _sniff(fs: Any, path: str, sep, header, cols, encoding: str | None) -> tuple[TextFormat, str]:
+    """The local loader's layout detection, run on the (decompressed) head of `path`: the
+    layout, and the encoding to read the files with."""
+    from mfrec.ratings.sniff import SNIFF_BYTES, decode_head, sniff_layout
 
+    src = fs.unstrip_protocol(path)
     with fs.open(path, "rb", compression="infer") as fh:
-        head = fh.read(load.SNIFF_BYTES)
-    with tempfile.TemporaryDirectory() as tmp:
-        sample = Path(tmp) / "head.txt"
-        sample.write_bytes(head)
-        reader = load._TextReader(sample, sep, header, cols, encoding)
-    reader.src = fs.unstrip_protocol(path)
-    return reader
+        head = fh.read(SNIFF_BYTES)
+    text, found_encoding = decode_head(head, encoding, src)
+    if found_encoding == "latin-1" and encoding is None:
+        logger.warning("%s is not valid UTF-8; reading it as latin-1", src)
+    found = sniff_layout(
+        text, truncated=len(head) == SNIFF_BYTES, sep=sep, header=header, cols=cols, src=src
+    )
+    return found, found_encoding
 
 
 # -- on the workers --------------------------------------------------------------------------
@@ -364,7 +369,7 @@ def _clean(
     The IDs stay Arrow strings (`ARROW_STRINGS`): compact, and hashed in C++ by `_distinct_ids`
     and `_tag`, where Python string objects would take several times the memory.
     """
-    from mfrec.ratings.load import _id_strings, _rating_problem
+    from mfrec.ratings.checks import id_strings, rating_problem
 
     number = partition_info["number"] if partition_info else 0
     out = {}
@@ -374,7 +379,7 @@ def _clean(
         if missing.any():
             raise DataFormatError(f"a rating without a {role} ID", source=source)
         if not pd.api.types.is_string_dtype(col):  # numbers (Parquet): as the local loader
-            col = pd.Series(_id_strings(col), dtype=object)
+            col = pd.Series(id_strings(col), dtype=object)
         out[role] = col.astype(ARROW_STRINGS).str.strip().array
     r = pd.to_numeric(part["rating"], errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(r)
@@ -383,7 +388,7 @@ def _clean(
     if bad.any():
         j = int(np.argmax(bad))
         # The text is parsed already: a missing rating arrives as NaN.
-        problem = _rating_problem("" if np.isnan(r[j]) else f"{r[j]:g}", scale)
+        problem = rating_problem("" if np.isnan(r[j]) else f"{r[j]:g}", scale)
         raise DataFormatError(
             f"user {out['user'][j]!r}, item {out['item'][j]!r}: {problem}", source=source
         )
@@ -468,13 +473,13 @@ def build_stripe(
     Ratings keep their input order within a block (the shuffle does not keep it), so that the
     blocks, and the training that runs on them, depend on the data and the seed alone.
     """
-    from mfrec.ratings.load import _pair_keys, _resolve_duplicates
+    from mfrec.ratings.checks import pair_keys, resolve_duplicates
 
     order = np.argsort(part["pos"].to_numpy(), kind="stable")
     users = part["u"].to_numpy()[order]
     ranks = part["i"].to_numpy()[order]
     ratings = part["rating"].to_numpy()[order]
-    key = _pair_keys(users, ranks, n_items)
+    key = pair_keys(users, ranks, n_items)
     dup = pd.Series(key).duplicated(keep=False).to_numpy()
     first_duplicate = None
     if dup.any():
@@ -482,7 +487,7 @@ def build_stripe(
             j = int(np.argmax(dup))
             first_duplicate = (int(users[j]), int(ranks[j]))
         else:
-            users, ranks, ratings, _ = _resolve_duplicates(
+            users, ranks, ratings, _ = resolve_duplicates(
                 key, dup, users, ranks, ratings, None, None, None, duplicates, None, None
             )
     cols = ranks % d_cols

@@ -38,7 +38,7 @@ class IdMap:
         self._set(arr)
 
     @classmethod
-    def _from_distinct_strings(cls, ids: NDArray[np.object_]) -> IdMap:
+    def from_distinct_strings(cls, ids: NDArray[np.object_]) -> IdMap:
         """A map over `ids`, which the caller knows to be distinct ``str``: no checks, no copy."""
         new = cls.__new__(cls)
         new._set(ids)
@@ -64,7 +64,7 @@ class IdMap:
         values_list = arr.tolist()
         numbering = {v: k for k, v in enumerate(dict.fromkeys(values_list))}
         codes = np.fromiter(map(numbering.__getitem__, values_list), np.int32, len(values_list))
-        return codes, cls._from_distinct_strings(np.array(list(numbering), dtype=object))
+        return codes, cls.from_distinct_strings(np.array(list(numbering), dtype=object))
 
     @property
     def _index(self) -> pd.Index:

@@ -26,15 +26,15 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from mfrec.errors import DataFormatError
-from mfrec.ratings.load import (
+from mfrec.ratings.checks import id_strings
+from mfrec.ratings.load import PRESETS
+from mfrec.ratings.sniff import (
     KNOWN_NAMES,
-    PRESETS,
     Column,
-    _compression,
-    _id_strings,
-    _looks_binary,
-    _norm_name,
-    _normalize_sep,
+    detect_compression,
+    looks_binary,
+    normalize_name,
+    normalize_sep,
 )
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def read_delimited(
     if not numbered:
         raise DataFormatError("the file is empty", source=src)
     sample = [ln for _, ln in numbered[:SAMPLE_LINES]]
-    sep = _sniff(sample, src) if sep is None else _normalize_sep(sep)
+    sep = _sniff(sample, src) if sep is None else normalize_sep(sep)
     first = _split(sample[0], sep)
     if header is None:
         header = is_header([f.strip() for f in first])
@@ -108,7 +108,7 @@ def read_delimited(
 
 
 def _read_bytes(path: Path) -> bytes:
-    compression, member = _compression(path)
+    compression, member = detect_compression(path)
     try:
         if compression == "zip":
             with zipfile.ZipFile(path) as zf:
@@ -120,7 +120,7 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _decode(raw: bytes, encoding: str | None, src: str) -> str:
-    if _looks_binary(raw[:65536]):
+    if looks_binary(raw[:65536]):
         raise DataFormatError("this is not a text file (it contains binary data)", source=src)
     try:
         return raw.decode(encoding or "utf-8-sig")
@@ -250,7 +250,7 @@ def _columns(columns: Sequence[Column] | str | None) -> tuple[Column, Column] | 
 
 def _has_ids(fields: list[str]) -> bool:
     """A header names a user and an item column."""
-    names = {_norm_name(f) for f in fields}
+    names = {normalize_name(f) for f in fields}
     return bool(names & set(KNOWN_NAMES["user"])) and bool(names & set(KNOWN_NAMES["item"]))
 
 
@@ -260,7 +260,7 @@ def _positions(
     """0-based positions of the user and item columns."""
     if wanted is None:
         if names is not None:
-            normalized = [_norm_name(n) for n in names]
+            normalized = [normalize_name(n) for n in names]
             found = [
                 next((k for k, n in enumerate(normalized) if n in KNOWN_NAMES[role]), None)
                 for role in ("user", "item")
@@ -288,7 +288,7 @@ def _pairs(users: pd.Series, items: pd.Series, lines: NDArray[np.int64] | None, 
     ids = []
     for role, col in (("user", users), ("item", items)):
         missing = col.isna().to_numpy()
-        values = _id_strings(col.fillna(""))
+        values = id_strings(col.fillna(""))
         empty = (values == "") | missing
         if empty.any():
             row = int(np.argmax(empty))

@@ -16,8 +16,8 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from mfrec.errors import DataFormatError
-from mfrec.ratings.load import KNOWN_NAMES, _norm_name
 from mfrec.ratings.pairs import read_delimited
+from mfrec.ratings.sniff import KNOWN_NAMES, normalize_name
 
 #: Header names of a title column (compared lower-case without "_", "-" and spaces).
 TITLE_NAMES = ("title", "name", "movietitle", "itemname", "booktitle", "tracktitle")
@@ -36,7 +36,7 @@ def read_titles(path: str | os.PathLike[str], *, encoding: str | None = None) ->
         raise DataFormatError("expected an item ID and a title on each line", source=table.source)
     id_col, title_col = 0, 1
     if table.names is not None:
-        normalized = [_norm_name(n) for n in table.names]
+        normalized = [normalize_name(n) for n in table.names]
         title_col = next(k for k, n in enumerate(normalized) if n in TITLE_NAMES)
         id_col = next((k for k, n in enumerate(normalized) if n in ID_NAMES), 0)
     ids = table.frame[id_col].str.strip()
@@ -66,4 +66,4 @@ def titles_of(titles: pd.Series, ids: ArrayLike) -> NDArray[np.object_]:
 
 
 def _has_title(fields: list[str]) -> bool:
-    return any(_norm_name(f) in TITLE_NAMES for f in fields)
+    return any(normalize_name(f) in TITLE_NAMES for f in fields)

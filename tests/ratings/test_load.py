@@ -520,9 +520,9 @@ def test_the_size_of_a_plain_file_gives_the_rows_it_holds(tmp_path):
 
 
 def test_columns_take_chunks_without_reallocating_while_they_fit():
-    from mfrec.ratings.load import _Columns
+    from mfrec.ratings.chunks import ChunkColumns
 
-    columns = _Columns(10, timestamps=False)
+    columns = ChunkColumns(10, timestamps=False)
     start = columns.users.ctypes.data
     for k in range(2):
         chunk = np.arange(4 * k, 4 * k + 4)
