@@ -107,7 +107,7 @@ class ModelInfo:
         """Key figures, the final and best history rows, then the hyperparameters."""
         import textwrap
 
-        from mfrec.ratings.describe import _num, _row, _table
+        from mfrec.utils.formatting import aligned, label_row, number
 
         f = self.figures
         lo, hi = f["scale"]
@@ -115,15 +115,15 @@ class ModelInfo:
         seconds = "" if f["seconds"] is None else f", {f['seconds']:.2f} s"
         biases = "mean and biases" if f["use_bias"] else "no biases"
         lines = [
-            _row("model", self.path),
-            _row("solver", f["solver"]),
-            _row("factors", f"{f['factors']} ({f['dtype']}, {biases})"),
-            _row("users", f"{f['users']:,}"),
-            _row("items", f"{f['items']:,}"),
-            _row("ratings", f"{f['ratings']:,} (density {f['density']:.4%})"),
-            _row("rating scale", f"{_num(lo)} .. {_num(hi)}, mean {f['global_mean']:.4g}"),
-            _row("training", f"{f['epochs']} epochs ({stop}){seconds}, seed {f['seed']}"),
-            _row("kept epoch", str(f["best_epoch"])),
+            label_row("model", self.path),
+            label_row("solver", f["solver"]),
+            label_row("factors", f"{f['factors']} ({f['dtype']}, {biases})"),
+            label_row("users", f"{f['users']:,}"),
+            label_row("items", f"{f['items']:,}"),
+            label_row("ratings", f"{f['ratings']:,} (density {f['density']:.4%})"),
+            label_row("rating scale", f"{number(lo)} .. {number(hi)}, mean {f['global_mean']:.4g}"),
+            label_row("training", f"{f['epochs']} epochs ({stop}){seconds}, seed {f['seed']}"),
+            label_row("kept epoch", str(f["best_epoch"])),
             "",
         ]
         labels = {"objective": "objective", "train_rmse": "train RMSE",
@@ -133,7 +133,7 @@ class ModelInfo:
             [labels[name], f"{value:.4f}", f"{f['best'][name]:.4f}"]
             for name, value in f["final"].items()
         ]
-        lines += [_table(rows), ""]
+        lines += [aligned(rows), ""]
         params = [
             f"{name}={_param_text(name, value)}"
             for name, value in f["hyperparameters"].items()

@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 
 from mfrec.errors import DataFormatError
 from mfrec.ratings.ratingdata import RatingData
+from mfrec.utils.formatting import aligned, label_row, number
 
 #: Up to this many distinct rating values, the histogram counts each value; beyond, it bins.
 MAX_DISTINCT = 20
@@ -74,20 +75,21 @@ class Description:
         """A human-readable summary: key figures, activity quantiles and the histogram."""
         lines = []
         if self.source:
-            lines.append(_row("source", self.source))
+            lines.append(label_row("source", self.source))
         lines += [
-            _row("ratings", f"{self.n_ratings:,}"),
-            _row("users", f"{self.n_users:,}"),
-            _row("items", f"{self.n_items:,}"),
-            _row("density", f"{self.density:.4%}"),
-            _row("rating scale", f"{_num(self.scale[0])} .. {_num(self.scale[1])}"),
-            _row(
+            label_row("ratings", f"{self.n_ratings:,}"),
+            label_row("users", f"{self.n_users:,}"),
+            label_row("items", f"{self.n_items:,}"),
+            label_row("density", f"{self.density:.4%}"),
+            label_row("rating scale", f"{number(self.scale[0])} .. {number(self.scale[1])}"),
+            label_row(
                 "ratings seen",
-                f"{_num(self.rating_min)} .. {_num(self.rating_max)}, mean {self.rating_mean:.4g}",
+                f"{number(self.rating_min)} .. {number(self.rating_max)}, "
+                f"mean {self.rating_mean:.4g}",
             ),
         ]
         if self.time_range is not None:
-            lines.append(_row("timestamps", _time_text(self.time_range)))
+            lines.append(label_row("timestamps", _time_text(self.time_range)))
         lines += ["", _quantile_table(self.ratings_per_user, self.ratings_per_item), ""]
         lines.append(_histogram_table(self.histogram, self.n_ratings))
         return "\n".join(lines)
@@ -145,15 +147,6 @@ def _quantiles(counts: NDArray[np.integer]) -> dict[str, float]:
     return {name: v for (name, _), v in zip(QUANTILES, values, strict=True)}
 
 
-def _num(x: float) -> str:
-    """A number without a needless ``.0``."""
-    return str(int(x)) if float(x).is_integer() else f"{x:.4g}"
-
-
-def _row(label: str, value: str) -> str:
-    return f"{label:<14}{value}"
-
-
 def _time_text(time_range: tuple[int, int]) -> str:
     lo, hi = time_range
     text = f"{lo} .. {hi}"
@@ -164,11 +157,11 @@ def _time_text(time_range: tuple[int, int]) -> str:
 
 
 def _quantile_table(per_user: dict[str, float], per_item: dict[str, float]) -> str:
-    return _table(
+    return aligned(
         [
             ["ratings per", *per_user],
-            ["user", *map(_num, per_user.values())],
-            ["item", *map(_num, per_item.values())],
+            ["user", *map(number, per_user.values())],
+            ["item", *map(number, per_item.values())],
         ]
     )
 
@@ -178,20 +171,8 @@ def _histogram_table(histogram: tuple[HistogramBin, ...], total: int) -> str:
     rows = [["rating", "count", "share"]]
     for k, b in enumerate(histogram):
         if b.low == b.high:
-            label = _num(b.low)
+            label = number(b.low)
         else:
-            label = f"[{_num(b.low)}, {_num(b.high)}{']' if k == last else ')'}"
+            label = f"[{number(b.low)}, {number(b.high)}{']' if k == last else ')'}"
         rows.append([label, f"{b.count:,}", f"{b.count / total:.1%}"])
-    return _table(rows)
-
-
-def _table(rows: list[list[str]]) -> str:
-    """Rows of cells as aligned text: the first column left-aligned, the others right."""
-    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(
-            cell.ljust(w) if c == 0 else cell.rjust(w)
-            for c, (cell, w) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in rows
-    )
+    return aligned(rows)

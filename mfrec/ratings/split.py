@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from numbers import Integral, Real
 
 import numpy as np
 from numpy.typing import NDArray
 
-from mfrec.errors import DataFormatError, ParameterError
+from mfrec.errors import DataFormatError
 from mfrec.ratings.ratingdata import RatingData
+from mfrec.utils.validation import check_choice, check_int, check_real
 
 SPLIT_METHODS = ("random", "user", "time")
 KFOLD_METHODS = ("random", "user")
@@ -89,9 +89,9 @@ def split(
     DataFormatError
         ``by="time"`` without timestamps, or data too small to hold out any rating.
     """
-    _check_fraction("test_size", test_size)
-    _check_choice("by", by, SPLIT_METHODS)
-    _check_int("min_ratings", min_ratings, 2)
+    check_real("test_size", test_size, low=0, low_open=True, high=1)
+    check_choice("by", by, SPLIT_METHODS)
+    check_int("min_ratings", min_ratings, minimum=2)
     rng = np.random.default_rng(seed)
     n = len(data)
     if by == "random":
@@ -129,8 +129,8 @@ def kfold(data: RatingData, k: int, seed: Seed = None, by: str = "random") -> It
 
     Parameters are checked when `kfold` is called, not when the first fold is drawn.
     """
-    _check_int("k", k, 2)
-    _check_choice("by", by, KFOLD_METHODS)
+    check_int("k", k, minimum=2)
+    check_choice("by", by, KFOLD_METHODS)
     n = len(data)
     if k > n:
         raise DataFormatError(f"k={k}: more folds than ratings ({n})", source=data.source)
@@ -184,19 +184,3 @@ def _make_split(data: RatingData, test: NDArray[np.bool_]) -> Split:
 def _round_half_up(x: float | NDArray[np.floating]) -> NDArray[np.int64]:
     # np.rint rounds halves to even; a user with 5 ratings and test_size 0.5 should give 3.
     return np.floor(np.asarray(x) + 0.5).astype(np.int64)
-
-
-def _check_fraction(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value < 1:
-        raise ParameterError(name, value, "must be in (0, 1)")
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ParameterError(name, value, f"must be an integer >= {minimum}")
-
-
-def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        choices = ", ".join(repr(a) for a in allowed)
-        raise ParameterError(name, value, f"must be one of {choices}")
