@@ -34,7 +34,6 @@ from mfrec.errors import DataFormatError
 from mfrec.ratings.checks import (
     assemble_ratings,
     epoch_seconds,
-    has_duplicates,
     id_strings,
     narrow_ratings,
     outside_scale,
@@ -543,8 +542,3 @@ def _from_frame(frame: pd.DataFrame, cols, scale, duplicates: str, name: str) ->
         src=name,
         line_of=None,
     )
-
-
-# tests/training/test_memory_paths.py imports it from here; drop once it imports
-# `mfrec.ratings.checks.has_duplicates`.
-_has_duplicates = has_duplicates

@@ -23,8 +23,8 @@ from mfrec.kernels.group import (
     row_counts,
 )
 from mfrec.model.estimator import MatrixFactorization
+from mfrec.ratings.checks import has_duplicates
 from mfrec.ratings.idmap import IdMap
-from mfrec.ratings.load import _has_duplicates
 from mfrec.ratings.ratingdata import RatingData
 from mfrec.training import objective
 from mfrec.training.blocks import build_grid
@@ -161,7 +161,7 @@ def test_starting_factors_need_no_float64_copy_of_p():
 def test_duplicate_check_needs_one_int32_per_rating():
     users, items, _ = ratings()
     # Before: a sorted int64 (user, item) key per rating.
-    assert traced_peak(_has_duplicates, users, items, N_USERS, N_ITEMS) < 4 * N + 64 * N_USERS
+    assert traced_peak(has_duplicates, users, items, N_USERS, N_ITEMS) < 4 * N + 64 * N_USERS
 
 
 # -- compacting ------------------------------------------------------------------------------
