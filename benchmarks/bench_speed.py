@@ -35,10 +35,9 @@ Cases:
                 90/10 random split), k=64, 10 epochs, 1 thread: mfrec and LIBMF.
     threads     synth10m and ml100k with 1 and 2 threads (mfrec: the same model either way).
     bgd         seconds of one bgd epoch / one sgd epoch, same data and k (ml100k, synth10m).
-    process     `mfrec train` on u1.base (20 epochs, k=100) as a whole process, warm cache
-                and cold (empty NUMBA_CACHE_DIR, hence also no kernels built ahead of time:
-                a fit this small runs on those, `mfrec.kernels.native`), against a Python
-                script that loads the file and fits Surprise's SVD.
+    process     `mfrec train` on u1.base (20 epochs, k=100) as a whole process, warm numba
+                cache and cold (an empty NUMBA_CACHE_DIR: every kernel the fit calls is
+                compiled), against a Python script that loads the file and fits Surprise's SVD.
     huge        100M synthetic ratings (1M users, 50k items) written by `mfrec data synth`,
                 trained by `mfrec -v train` (k=64, 2 epochs): peak RSS, load and epoch time,
                 and the RSS of each phase between two log lines (sampled every 50 ms).
@@ -65,11 +64,6 @@ import numpy as np
 from mfrec.model.estimator import MatrixFactorization
 from mfrec.ratings.load import load_ratings
 from mfrec.ratings.ratingdata import RatingData
-
-# The in-process cases time numba's kernels and their threads; `mfrec train` in the process
-# case decides for itself (a fit that small runs the kernels built ahead of time).
-os.environ["MFREC_NATIVE"] = "0"
-CLI_ENV = {k: v for k, v in os.environ.items() if k != "MFREC_NATIVE"}
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k"
 ALL_CASES = ("ml100k", "accuracy", "synth10m", "threads", "bgd", "process")
@@ -445,17 +439,20 @@ def whole_process(data: Path, work: Path, repeats: int, surprise: bool) -> list[
     ]
     script = work / "surprise_svd.py"
     script.write_text(SURPRISE_SCRIPT)
-    subprocess.run(mfrec_cmd, check=True, stdout=subprocess.DEVNULL, env=CLI_ENV)  # warm up
+    # Python's bytecode cache on, as for an installed package: a checkout run with
+    # PYTHONDONTWRITEBYTECODE would compile mfrec's modules from source every time.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run(mfrec_cmd, check=True, stdout=subprocess.DEVNULL, env=env)  # warm up
     times: dict[str, list[float]] = defaultdict(list)
     for _ in range(repeats):
-        times["mfrec"].append(_wall(mfrec_cmd, CLI_ENV))
+        times["mfrec"].append(_wall(mfrec_cmd, env))
         if surprise:
-            times["surprise"].append(_wall([sys.executable, str(script), base]))
-        times["python"].append(_wall([sys.executable, "-c", "pass"]))
+            times["surprise"].append(_wall([sys.executable, str(script), base], env))
+        times["python"].append(_wall([sys.executable, "-c", "pass"], env))
     cold = []
     for _ in range(max(1, repeats // 2)):
         with tempfile.TemporaryDirectory(dir=work) as cache:
-            cold.append(_wall(mfrec_cmd, {**CLI_ENV, "NUMBA_CACHE_DIR": cache}))
+            cold.append(_wall(mfrec_cmd, {**env, "NUMBA_CACHE_DIR": cache}))
     lines = [
         f"mfrec train u1.base (20 epochs, k=100): warm cache "
         f"{statistics.median(times['mfrec']):.2f} s, "
@@ -463,10 +460,13 @@ def whole_process(data: Path, work: Path, repeats: int, surprise: bool) -> list[
         f"{statistics.median(times['python']):.2f} s"
     ]
     if surprise:
-        ratio = np.median(np.array(times["mfrec"]) / np.array(times["surprise"]))
+        import surprise as surprise_module
+
+        ratios = np.array(times["mfrec"]) / np.array(times["surprise"])
         lines.append(
-            f"  Surprise script {statistics.median(times['surprise']):.2f} s; "
-            f"mfrec / Surprise wall time {ratio:.2f}"
+            f"  Surprise {surprise_module.__version__} script "
+            f"{statistics.median(times['surprise']):.2f} s; mfrec / Surprise wall time "
+            f"{np.median(ratios):.2f} (rounds {ratios.min():.2f}-{ratios.max():.2f})"
         )
     return lines
 

@@ -20,12 +20,6 @@ def _ml100k_dir() -> Path:
 
 ML100K = _ml100k_dir()
 
-# Tests run numba's JIT unless they ask for the ahead-of-time kernels
-# (tests/kernels/test_native.py):
-# building those for every fit shape would only slow the suite down.
-os.environ["MFREC_NATIVE"] = "0"
-
-
 NOISE = 0.1
 
 

@@ -67,9 +67,8 @@ _CLUSTER_OPTIONS = ("scheduler", "n_workers", "checkpoint_dir", "checkpoint_ever
     type=int,
     default=None,
     metavar="N",
-    help="Threads for training; sgd, bgd and als give the same model whatever N. A fit so "
-    "small that threads would save less than numba's start-up runs on one thread, on kernels "
-    "compiled ahead of time (MFREC_NATIVE=0: never).  [default: all cores]",
+    help="Threads for training; sgd, bgd and als give the same model whatever N.  "
+    "[default: all cores, or NUMBA_NUM_THREADS when set]",
 )
 @click.option(
     "--history",

@@ -14,10 +14,10 @@ do not appear in J and are left as they are.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit, prange
 from numpy.typing import NDArray
 
 from mfrec.kernels import FASTMATH
-from mfrec.kernels.jit import njit, prange
 
 #: Rows of one half-step are solved in this many chunks (a fixed number, so that the sum of
 #: squared errors does not depend on the thread count).

@@ -29,19 +29,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit, prange
 from numpy.typing import NDArray
 
 from mfrec.kernels import FASTMATH
-from mfrec.kernels.jit import lazy, njit, prange
 from mfrec.kernels.sgd import sgd_epoch_reference
-
-# numba intrinsics: imported with numba, when a kernel that calls them is compiled.
-fetch_add, load_acquire, store_release, yield_thread = lazy(
-    "mfrec.kernels.sync", "fetch_add", "load_acquire", "store_release", "yield_thread"
-)
-prefetch_row, row_dot, row_step, row_step_dot = lazy(
-    "mfrec.kernels.simd", "prefetch_row", "row_dot", "row_step", "row_step_dot"
-)
+from mfrec.kernels.simd import prefetch_row, row_dot, row_step, row_step_dot
+from mfrec.kernels.sync import fetch_add, load_acquire, store_release, yield_thread
 
 #: How many ratings ahead the rows of P and Q are prefetched, when they are.
 PREFETCH = 16

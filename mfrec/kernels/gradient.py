@@ -28,14 +28,11 @@ from __future__ import annotations
 from itertools import pairwise
 
 import numpy as np
+from numba import njit, prange
 from numpy.typing import NDArray
 
 from mfrec.kernels import FASTMATH
-from mfrec.kernels.jit import lazy, njit, prange
-
-gather_axpy, row_dot, scatter_axpy = lazy(
-    "mfrec.kernels.simd", "gather_axpy", "row_dot", "scatter_axpy"
-)
+from mfrec.kernels.simd import gather_axpy, row_dot, scatter_axpy
 
 
 @njit(cache=True, fastmath=FASTMATH, parallel=True)

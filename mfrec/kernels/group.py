@@ -7,9 +7,8 @@ counting sort needs only the output and one fill pointer per row.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 from numpy.typing import NDArray
-
-from mfrec.kernels.jit import njit
 
 
 def group_by_row(

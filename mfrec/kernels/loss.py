@@ -16,12 +16,11 @@ in the factors' dtype, with the vector dot product of `mfrec.kernels.simd` (at k
 from __future__ import annotations
 
 import numpy as np
+from numba import njit, prange
 from numpy.typing import NDArray
 
 from mfrec.kernels import FASTMATH
-from mfrec.kernels.jit import lazy, njit, prange
-
-(row_dot,) = lazy("mfrec.kernels.simd", "row_dot")
+from mfrec.kernels.simd import row_dot
 
 #: Ratings (or rows) per chunk: the unit of parallel work and of the summation order.
 CHUNK = 1 << 16

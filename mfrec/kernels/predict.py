@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 from numpy.typing import NDArray
 
 from mfrec.kernels import FASTMATH
-from mfrec.kernels.jit import njit
 
 
 @njit(cache=True, fastmath=FASTMATH)

@@ -13,10 +13,10 @@ the arrays' dtype, so float32 factors are updated in float32 arithmetic.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 from numpy.typing import NDArray
 
 from mfrec.kernels import FASTMATH
-from mfrec.kernels.jit import njit
 
 
 @njit(cache=True, fastmath=FASTMATH)

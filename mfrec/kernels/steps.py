@@ -15,10 +15,10 @@ several matrices (P and bu) share one count. Rows in ``rows`` must be distinct.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit, prange
 from numpy.typing import NDArray
 
 from mfrec.kernels import FASTMATH
-from mfrec.kernels.jit import njit, prange
 
 #: Kernel codes of the update rules ("decay" is the constant rule with a per-epoch lr).
 OPT_CONSTANT = 0

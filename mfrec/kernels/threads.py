@@ -1,7 +1,7 @@
 """How many threads the parallel kernels (numba ``prange``) may use.
 
-While the ahead-of-time kernels are in use (`mfrec.kernels.native`) they run on one thread,
-and numba is not imported to ask.
+numba is imported by the functions here, not by this module: the trainer imports it at module
+level, and commands that train nothing never call them.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-from mfrec.kernels import native
 
 logger = logging.getLogger(__name__)
 
@@ -24,20 +22,14 @@ os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 
 def available_threads() -> int:
-    """Threads numba can run: the cores it found at start-up (or NUMBA_NUM_THREADS); 1 while
-    the ahead-of-time kernels are in use."""
-    if native.active():
-        return 1
+    """Threads numba can run: the cores it found at start-up (or NUMBA_NUM_THREADS)."""
     import numba
 
     return int(numba.config.NUMBA_NUM_THREADS)
 
 
 def resolve_threads(threads: int | None) -> int:
-    """`threads` (None: all available), capped at what numba can run (1 while the
-    ahead-of-time kernels are in use)."""
-    if native.active():
-        return 1
+    """`threads` (None: all available), capped at what numba can run."""
     most = available_threads()
     if threads is None:
         return most
@@ -49,9 +41,6 @@ def resolve_threads(threads: int | None) -> int:
 @contextmanager
 def numba_threads(threads: int) -> Iterator[None]:
     """Run parallel kernels with `threads` threads inside the block, then restore the setting."""
-    if native.active():
-        yield
-        return
     import numba
 
     before = numba.get_num_threads()

@@ -9,9 +9,8 @@ a fraction of the cost of the matrix product that made it, and far cheaper than
 from __future__ import annotations
 
 import numpy as np
+from numba import njit, prange
 from numpy.typing import NDArray
-
-from mfrec.kernels.jit import njit, prange
 
 
 @njit(cache=True, parallel=True)

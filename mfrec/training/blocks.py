@@ -24,10 +24,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 from numpy.typing import NDArray
 
 from mfrec.kernels.group import row_counts
-from mfrec.kernels.jit import njit
 
 #: Blocks per sub-epoch at least, so that this many threads can work at once. It does not
 #: depend on the machine: the grid, and so the result, is the same whatever the thread count.

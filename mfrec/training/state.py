@@ -9,8 +9,6 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from mfrec.kernels.group import row_counts
-
 # Defaults the estimator uses for every solver. Chosen on the MovieLens 100k splits u1..u5
 # (base files for training, test files for scoring; see docs/math.md and
 # benchmarks/tune_defaults.py): the regularisation has to suit the solvers that really
@@ -135,6 +133,8 @@ class TrainSet:
         """Ratings per user and per item (cached). Evaluating J needs only these: no grouped
         copies of the ratings, which cost gigabytes at 100M ratings."""
         if "counts" not in self._cache:
+            from mfrec.kernels.group import row_counts  # numba: imported when training
+
             self._cache["counts"] = (
                 row_counts(self.users, self.n_users),
                 row_counts(self.items, self.n_items),

@@ -32,9 +32,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from mfrec.errors import DivergenceError, ParameterError
+from mfrec.kernels.startup import COMPILE_NOTE, announce_compilation, load_numba
 from mfrec.kernels.threads import numba_threads, resolve_threads
 from mfrec.progress import ProgressBar
-from mfrec.training import objective
 from mfrec.training.solvers.base import Solver
 from mfrec.training.state import DEFAULT_FACTORS, DEFAULT_INIT_STD, Factors, SolverParams, TrainSet
 
@@ -191,56 +191,59 @@ def train(
     solver_cls = _solver_class(solver)
     _check_inputs(train, validation, patience)
     n_epochs = solver_cls.default_epochs if epochs is None else int(epochs)
-    rng = np.random.default_rng(seed)
-    mu = float(np.mean(train.ratings, dtype=np.float64)) if use_bias else 0.0
-    # Every evaluation, and the sgd and bgd grids, need the ratings per row: counted once here
-    # (cached), before the factors and the solver's data take memory.
-    train.counts()
-    start = time.perf_counter()
-    state = Factors.initial(
-        train.n_users,
-        train.n_items,
-        factors,
-        mu=mu,
-        use_bias=use_bias,
-        init_std=init_std,
-        dtype=train.ratings.dtype.type,
-        rng=rng,
-    )
-    logger.info("starting factors drawn (%d x %d and %d x %d)", *state.P.shape, *state.Q.shape)
-    algo = solver_cls(state, train, params, rng)
-    loop = _Loop(algo, train, validation, params, patience)
-    loop.solver_seconds = time.perf_counter() - start
-    logger.info("%s set up in %.3f s", solver_cls.name, loop.solver_seconds)
-    loop.record(0, updates=0)
+    load_numba()
+    # The first run on a machine compiles the kernels (~20 s): say so before it starts.
+    with announce_compilation(COMPILE_NOTE if progress else None):
+        rng = np.random.default_rng(seed)
+        mu = float(np.mean(train.ratings, dtype=np.float64)) if use_bias else 0.0
+        # Every evaluation, and the sgd and bgd grids, need the ratings per row: counted once here
+        # (cached), before the factors and the solver's data take memory.
+        train.counts()
+        start = time.perf_counter()
+        state = Factors.initial(
+            train.n_users,
+            train.n_items,
+            factors,
+            mu=mu,
+            use_bias=use_bias,
+            init_std=init_std,
+            dtype=train.ratings.dtype.type,
+            rng=rng,
+        )
+        logger.info("starting factors drawn (%d x %d and %d x %d)", *state.P.shape, *state.Q.shape)
+        algo = solver_cls(state, train, params, rng)
+        loop = _Loop(algo, train, validation, params, patience)
+        loop.solver_seconds = time.perf_counter() - start
+        logger.info("%s set up in %.3f s", solver_cls.name, loop.solver_seconds)
+        loop.record(0, updates=0)
 
-    stop_reason = STOP_EPOCHS
-    with ProgressBar(n_epochs, solver_cls.name, enabled=progress) as bar:
-        for epoch in range(1, n_epochs + 1):
-            start = time.perf_counter()
-            updates = algo.run_epoch(epoch - 1)
-            loop.solver_seconds += time.perf_counter() - start
-            row = loop.record(epoch, updates)
-            bar.update(1, _status(row))
-            if loop.patience_exhausted():
-                stop_reason = STOP_PATIENCE
-                break
-            if callback is not None and callback(epoch, dict(row)):
-                stop_reason = STOP_CALLBACK
-                break
+        stop_reason = STOP_EPOCHS
+        with ProgressBar(n_epochs, solver_cls.name, enabled=progress) as bar:
+            for epoch in range(1, n_epochs + 1):
+                start = time.perf_counter()
+                updates = algo.run_epoch(epoch - 1)
+                loop.solver_seconds += time.perf_counter() - start
+                row = loop.record(epoch, updates)
+                bar.update(1, _status(row))
+                if loop.patience_exhausted():
+                    stop_reason = STOP_PATIENCE
+                    break
+                if callback is not None and callback(epoch, dict(row)):
+                    stop_reason = STOP_CALLBACK
+                    break
 
-    best_epoch, best = loop.best()
-    history = History.from_rows(loop.rows)
-    logger.info(
-        "%s: %d epochs (%s), best epoch %d, %.3f s solver, %.3f s evaluation",
-        solver_cls.name,
-        len(loop.rows) - 1,
-        stop_reason,
-        best_epoch,
-        loop.solver_seconds,
-        loop.eval_seconds,
-    )
-    return TrainResult(best, history, best_epoch, stop_reason, solver_cls.name, algo.lr)
+        best_epoch, best = loop.best()
+        history = History.from_rows(loop.rows)
+        logger.info(
+            "%s: %d epochs (%s), best epoch %d, %.3f s solver, %.3f s evaluation",
+            solver_cls.name,
+            len(loop.rows) - 1,
+            stop_reason,
+            best_epoch,
+            loop.solver_seconds,
+            loop.eval_seconds,
+        )
+        return TrainResult(best, history, best_epoch, stop_reason, solver_cls.name, algo.lr)
 
 
 class _Loop:
@@ -281,6 +284,9 @@ class _Loop:
             J, train_rmse = self.algo.objective_and_rmse(self.params.reg, self.params.reg_bias)
             row: dict[str, float] = {"epoch": epoch, "objective": J, "train_rmse": train_rmse}
             if self.validation is not None:
+                # Imported here: a saved model's History comes from this module, without numba.
+                from mfrec.training import objective
+
                 row["validation_rmse"] = objective.rmse(self.algo.factors, self.validation)
         self.eval_seconds += time.perf_counter() - start
         self.updates += int(updates)

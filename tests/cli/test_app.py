@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -42,6 +43,62 @@ def test_help_does_not_import_the_numeric_stack():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# Runs each step of argv[1] (JSON: ["import", code] or ["cli", args]) in one process and prints,
+# as its last line, the steps after which numba was imported.
+NUMBA_PROBE = """\
+import json, sys
+from mfrec.cli import cli
+numba_after = []
+for kind, step in json.loads(sys.argv[1]):
+    if kind == "import":
+        exec(step)
+    else:
+        cli.main(step, prog_name="mfrec", standalone_mode=False)
+    if "numba" in sys.modules:
+        numba_after.append(step)
+print(json.dumps(numba_after))
+"""
+
+
+def test_commands_that_train_nothing_do_not_import_numba(tmp_path):
+    # numba's import and its start-up cost a few tenths of a second: only training, predicting
+    # and recommending pay it.
+    from mfrec.model.estimator import MatrixFactorization
+    from mfrec.ratings.load import load_ratings
+
+    ratings = tmp_path / "r.csv"
+    ratings.write_text(
+        "user,item,rating\n"
+        + "".join(f"{u},{i},{1 + (u * i) % 5}\n" for u in range(9) for i in range(7))
+    )
+    model = tmp_path / "m.npz"
+    MatrixFactorization(factors=2, epochs=2, validation=0.2, progress=False).fit(
+        load_ratings(ratings)
+    ).save(model)
+    synth = ["--users", "20", "--items", "10", "--ratings", "100", "--seed", "1"]
+    steps = [
+        ["import", "import mfrec"],
+        ["import", "from mfrec.model.estimator import MatrixFactorization"],
+        ["import", "import mfrec.training.fitting, mfrec.training.state"],
+        ["import", "from mfrec.training.solvers import SOLVERS; assert 'sgd' in SOLVERS"],
+        ["import", f"from mfrec.ratings.load import load_ratings; load_ratings({str(ratings)!r})"],
+        ["import", f"MatrixFactorization.load({str(model)!r}).history_"],
+        ["cli", ["--help"]],
+        ["cli", ["train", "--help"]],
+        ["cli", ["info", str(ratings)]],
+        ["cli", ["info", str(model)]],
+        ["cli", ["split", str(ratings), "-o", str(tmp_path / "parts"), "--seed", "1"]],
+        ["cli", ["data", "synth", *synth, "-o", str(tmp_path / "synth.csv")]],
+    ]
+    out = subprocess.run(
+        [sys.executable, "-c", NUMBA_PROBE, json.dumps(steps)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout.splitlines()[-1]) == []
 
 
 def test_python_dash_m_runs_the_cli():

@@ -6,6 +6,8 @@ import pytest
 from mfrec.kernels.als import als_half_step, als_half_step_reference
 from mfrec.kernels.minibatch import (
     PARALLEL_BATCH,
+    Optimizer,
+    Params,
     minibatch_epoch,
     minibatch_epoch_reference,
 )
@@ -99,6 +101,14 @@ def optimizer_state(params, opt):
     return opt_state.state, opt_state.steps
 
 
+def minibatch_args(params, mu, use_bias, reg, reg_bias, opt, hyper, state, steps):
+    """The kernel's `Params` and `Optimizer` over the arrays of `params` (a dict)."""
+    fitted = Params(
+        params["P"], params["Q"], params["bu"], params["bi"], mu, use_bias, reg, reg_bias
+    )
+    return fitted, Optimizer(opt, *hyper, *state, *steps)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("use_bias", [True, False])
 @pytest.mark.parametrize("opt", OPTS)
@@ -111,13 +121,11 @@ def test_minibatch_kernel_matches_reference(dtype, use_bias, opt, batch_size):
     state_b, steps_b = optimizer_state(params, opt)
     for _ in range(2):  # the second epoch starts from non-zero optimizer state
         order = rng.permutation(len(ratings))
-        common = (dtype(3.0), dtype(0.05), dtype(0.1), use_bias, opt, hyper)
-        sse_a = minibatch_epoch(
-            users, items, ratings, order, batch_size, *a.values(), *common, state_a, steps_a
-        )
-        sse_b = minibatch_epoch_reference(
-            users, items, ratings, order, batch_size, *b.values(), *common, state_b, steps_b
-        )
+        common = (dtype(3.0), use_bias, dtype(0.05), dtype(0.1), opt, hyper)
+        args_a = minibatch_args(a, *common, state_a, steps_a)
+        args_b = minibatch_args(b, *common, state_b, steps_b)
+        sse_a = minibatch_epoch(users, items, ratings, order, batch_size, *args_a)
+        sse_b = minibatch_epoch_reference(users, items, ratings, order, batch_size, *args_b)
         assert sse_a == pytest.approx(sse_b, rel=1e-5)
     assert_params_close(a, b, dtype)
     for sa, sb in zip(state_a, state_b, strict=True):
@@ -136,22 +144,10 @@ def test_minibatch_kernel_batch_one_is_sgd_kernel(dtype):
     a, b = copies(params), copies(params)
     state, steps = optimizer_state(params, OPT_CONSTANT)
     hyper = (dtype(0.05), dtype(0.9), dtype(0.999), dtype(1e-8))
-    minibatch_epoch(
-        users,
-        items,
-        ratings,
-        order,
-        1,
-        *a.values(),
-        dtype(3.0),
-        dtype(0.1),
-        dtype(0.2),
-        True,
-        OPT_CONSTANT,
-        hyper,
-        state,
-        steps,
+    args = minibatch_args(
+        a, dtype(3.0), True, dtype(0.1), dtype(0.2), OPT_CONSTANT, hyper, state, steps
     )
+    minibatch_epoch(users, items, ratings, order, 1, *args)
     sgd_epoch(
         users,
         items,
@@ -175,26 +171,11 @@ def run_minibatch(kernel, problem_, opt, batch_size, epochs=2, seed=1):
     p = copies(params)
     state, steps = optimizer_state(p, opt)
     hyper = (dtype(0.05), dtype(0.9), dtype(0.999), dtype(1e-8))
-    common = (dtype(3.0), dtype(0.05), dtype(0.1))
+    args = minibatch_args(p, dtype(3.0), True, dtype(0.05), dtype(0.1), opt, hyper, state, steps)
     sses = []
     for _ in range(epochs):
         order = rng.permutation(len(ratings))
-        sses.append(
-            kernel(
-                users,
-                items,
-                ratings,
-                order,
-                batch_size,
-                *p.values(),
-                *common,
-                True,
-                opt,
-                hyper,
-                state,
-                steps,
-            )
-        )
+        sses.append(kernel(users, items, ratings, order, batch_size, *args))
     return p, state, steps, sses
 
 

@@ -7,7 +7,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from mfrec.training import objective
 from mfrec.training.state import Factors, SolverParams, TrainSet
 
 
@@ -51,6 +50,8 @@ class Solver(ABC):
 
     def objective_and_rmse(self, reg: float, reg_bias: float) -> tuple[float, float]:
         """J and the training RMSE of the current factors (the trainer's per-epoch figures)."""
+        from mfrec.training import objective  # its kernels import numba
+
         return objective.objective_and_rmse(self.factors, self.train, reg, reg_bias)
 
     def sync(self) -> None:  # noqa: B027 (most solvers update the factors themselves)

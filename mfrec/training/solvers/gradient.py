@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from mfrec.kernels.minibatch import minibatch_epoch
 from mfrec.kernels.threads import numba_threads, resolve_threads
 from mfrec.training.optimizers import OptimizerState, epoch_lr
 from mfrec.training.solvers.base import Solver
@@ -35,25 +34,13 @@ class GradientSolver(Solver):
     def _minibatch_epoch(self, order: NDArray[np.integer], batch_size: int, epoch: int) -> float:
         """Run the mini-batch kernel over `order` on `params.threads` threads; returns the
         squared errors seen."""
+        # Imported here: sgd with its default optimizer never runs this kernel.
+        from mfrec.kernels.minibatch import Optimizer, Params, minibatch_epoch
+
         f, t, p = self.factors, self.train, self.params
         cast = f.P.dtype.type
+        params = Params(f.P, f.Q, f.bu, f.bi, cast(f.mu), f.use_bias, cast(p.reg), cast(p.reg_bias))
+        hyper = self.opt.hyper(self.epoch_lr(epoch), p, f.P.dtype)
+        opt = Optimizer(self.opt.code, *hyper, *self.opt.state, *self.opt.steps)
         with numba_threads(resolve_threads(p.threads)):
-            return minibatch_epoch(
-                t.users,
-                t.items,
-                t.ratings,
-                order,
-                batch_size,
-                f.P,
-                f.Q,
-                f.bu,
-                f.bi,
-                cast(f.mu),
-                cast(p.reg),
-                cast(p.reg_bias),
-                f.use_bias,
-                self.opt.code,
-                self.opt.hyper(self.epoch_lr(epoch), p, f.P.dtype),
-                self.opt.state,
-                self.opt.steps,
-            )
+            return minibatch_epoch(t.users, t.items, t.ratings, order, batch_size, params, opt)
