@@ -1,10 +1,22 @@
-"""Loading speed and peak memory: mfrec.load_ratings against plain pandas.read_csv.
+"""Loading speed and peak memory: mfrec.load_ratings against pyarrow's CSV reader and pandas.
 
-Usage: python benchmarks/bench_load.py [--ratings 10000000] [--repeats 3] [--file PATH]
+Usage: python benchmarks/bench_load.py [--file PATH | --ratings 10000000] [--repeats 5]
+                                       [--loaders mfrec,pyarrow,pandas-str,pandas]
 
 Writes a synthetic CSV (user,item,rating,timestamp with string-like IDs) unless --file is
-given, then loads it in fresh subprocesses so that peak RSS is per load. Peak memory is
-reported above the process's baseline after imports, next to the size of the final arrays.
+given (`mfrec data synth --users 100000 --items 20000 --ratings 10000000 --seed 1` makes the
+issue 15 file), then loads it in a fresh subprocess per run, the loaders taking turns round
+after round so that a busy machine slows them alike. Each child times its imports and its
+load (numpy is imported before the clock starts in every child) and reports its whole peak
+RSS. The peers:
+
+- pyarrow: ``pyarrow.csv.read_csv`` with the first two columns as strings, then
+  ``pyarrow.compute.dictionary_encode`` of both: the least any loader of string IDs does
+  (issue 15's yardstick: mfrec must take at most 1.5x its time);
+- pandas-str: ``pandas.read_csv`` with string IDs (no integer indices, no checks);
+- pandas: ``pandas.read_csv`` reading IDs as integers (loses leading zeros; no checks).
+
+Ratios are of the medians, and (in brackets) the median of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -23,32 +35,42 @@ import numpy as np
 
 CHILD = r"""
 import json, resource, sys, time
-import numpy as np, pandas as pd
-import mfrec.ratings.load
-def rss_mb():
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-base = rss_mb()
+import numpy as np
 path, how = sys.argv[1], sys.argv[2]
+with open(path, "rb") as fh:
+    names = fh.readline().decode().strip().split(",")  # the first two hold the IDs
 t = time.perf_counter()
 if how == "mfrec":
+    import mfrec.ratings.load
     data = mfrec.ratings.load.load_ratings(path)
-    arrays = sum(a.nbytes for a in (data.users, data.items, data.ratings, data.timestamps))
+    columns = (data.users, data.items, data.ratings, data.timestamps)
+    arrays = sum(a.nbytes for a in columns if a is not None)
     n = len(data)
-elif how == "pandas-str":
-    frame = pd.read_csv(path, dtype={"user": str, "item": str})
-    arrays = int(frame.memory_usage(deep=True).sum())
-    n = len(frame)
+elif how == "pyarrow":
+    import pyarrow as pa, pyarrow.csv as pv, pyarrow.compute as pc
+    table = pv.read_csv(
+        path,
+        convert_options=pv.ConvertOptions(column_types={c: pa.string() for c in names[:2]}),
+    )
+    users, items = (pc.dictionary_encode(table.column(c)) for c in names[:2])
+    arrays = table.nbytes + users.nbytes + items.nbytes
+    n = table.num_rows
 else:
-    frame = pd.read_csv(path)
+    import pandas as pd
+    frame = pd.read_csv(path, dtype=dict.fromkeys(names[:2], str) if how == "pandas-str" else None)
     arrays = int(frame.memory_usage(deep=True).sum())
     n = len(frame)
 seconds = time.perf_counter() - t
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "peak_mb": peak - base, "arrays_mb": arrays / 2**20, "n": n}))
+print(json.dumps({"seconds": seconds, "peak_mb": peak, "arrays_mb": arrays / 2**20, "n": n}))
 """
+
+NAMES = {
+    "mfrec": "mfrec.load_ratings",
+    "pyarrow": "pyarrow read_csv + dictionary_encode",
+    "pandas-str": "pandas, string IDs",
+    "pandas": "pandas, int IDs",
+}
 
 
 def write_synthetic(path: Path, n: int, seed: int = 0) -> None:
@@ -86,44 +108,70 @@ def measure(path: Path, how: str) -> dict:
     return json.loads(out.stdout)
 
 
+def machine() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    with open("/proc/meminfo") if os.path.exists("/proc/meminfo") else open(os.devnull) as fh:
+        total = next((int(ln.split()[1]) for ln in fh if ln.startswith("MemTotal")), 0)
+    return f"{model}, {os.cpu_count()} cores, {total / 2**20:.0f} GiB"
+
+
+def versions() -> str:
+    code = (
+        "import pyarrow as a, pandas as p, numpy as n; "
+        "print(a.__version__, p.__version__, n.__version__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    pa_v, pd_v, np_v = out.stdout.split()
+    return f"python {platform.python_version()}, pyarrow {pa_v}, pandas {pd_v}, numpy {np_v}"
+
+
 def main() -> None:
-    """Run the benchmark and print a table of medians."""
+    """Run the benchmark and print a table of medians and the ratios to mfrec."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ratings", type=int, default=10_000_000)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--file", type=Path)
+    ap.add_argument("--loaders", default="mfrec,pyarrow,pandas-str,pandas")
     args = ap.parse_args()
+    loaders = args.loaders.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         path = args.file or Path(tmp) / "ratings.csv"
         if args.file is None:
             write_synthetic(path, args.ratings)
         size = os.path.getsize(path) / 2**20
+        print(f"file: {path} ({size:.0f} MiB); machine: {machine()}; {versions()}")
+        runs: dict[str, list[dict]] = {how: [] for how in loaders}
+        for _ in range(args.repeats):
+            for how in loaders:
+                runs[how].append(measure(path, how))
+    rows = {
+        how: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for how, rs in runs.items()
+    }
+    print(f"{'loader':<38}{'seconds':>9}{'Mratings/s':>12}{'peak RSS MiB':>14}{'arrays MiB':>12}")
+    for how, r in rows.items():
         print(
-            f"file: {path} ({size:.0f} MiB); machine: {platform.processor() or platform.machine()}"
-            f", {os.cpu_count()} cores, python {platform.python_version()}"
+            f"{NAMES[how]:<38}{r['seconds']:>9.2f}{r['n'] / r['seconds'] / 1e6:>12.2f}"
+            f"{r['peak_mb']:>14.0f}{r['arrays_mb']:>12.0f}"
         )
-        rows = {}
-        for how in ("mfrec", "pandas-str", "pandas"):
-            runs = [measure(path, how) for _ in range(args.repeats)]
-            rows[how] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        print(
-            f"{'loader':<22}{'seconds':>9}{'Mratings/s':>12}{'peak MiB':>10}{'arrays MiB':>12}"
-            f"{'peak/arrays':>13}"
-        )
-        for how, r in rows.items():
-            name = {
-                "mfrec": "mfrec.load_ratings",
-                "pandas-str": "pandas, string IDs",
-                "pandas": "pandas, int IDs",
-            }[how]
-            print(
-                f"{name:<22}{r['seconds']:>9.2f}{r['n'] / r['seconds'] / 1e6:>12.2f}"
-                f"{r['peak_mb']:>10.0f}{r['arrays_mb']:>12.0f}"
-                f"{r['peak_mb'] / r['arrays_mb']:>13.2f}"
+    if "mfrec" not in rows:
+        return
+    for peer in loaders:
+        if peer == "mfrec":
+            continue
+        for key, what in (("seconds", "time"), ("peak_mb", "peak RSS")):
+            ratio = rows["mfrec"][key] / rows[peer][key]
+            per_round = statistics.median(
+                a[key] / b[key] for a, b in zip(runs["mfrec"], runs[peer], strict=True)
             )
-        for peer in ("pandas-str", "pandas"):
-            ratio = rows["mfrec"]["seconds"] / rows[peer]["seconds"]
-            print(f"time ratio mfrec/{peer}: {ratio:.2f} (medians of {args.repeats} runs)")
+            print(
+                f"{what} mfrec/{peer}: {ratio:.2f} ({per_round:.2f} by round; "
+                f"medians of {args.repeats} runs)"
+            )
+    print("mfrec seconds, run by run:", " ".join(f"{r['seconds']:.2f}" for r in runs["mfrec"]))
 
 
 if __name__ == "__main__":

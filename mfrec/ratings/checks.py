@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 #: pairs are found by a stable sort of their keys, with numpy alone; above it by the compiled
 #: counting sort and pandas' hashing, which need less memory (the same answers either way).
 SORT_MAX_ROWS = 8 << 20
+#: Rows compared at a time by `single_runs`.
+RUN_SLICE = 1 << 20
 
 
 # -- columns --------------------------------------------------------------------------------
@@ -104,13 +106,64 @@ def pair_keys(users: NDArray, items: NDArray, n_items: int) -> NDArray[np.int64]
 
 
 def has_duplicates(users: NDArray, items: NDArray, n_users: int, n_items: int) -> bool:
-    """Whether a (user, item) pair occurs twice, with the compiled kernels' counting sort."""
-    # Each user's items grouped by a counting sort: one int32 per rating, where sorting
-    # (user, item) keys needs an int64 per rating, or a hash table far more.
+    """Whether a (user, item) pair occurs twice.
+
+    Files are often written user by user (or item by item): when each user's ratings make one
+    run of rows, the runs are checked a slice of whole runs at a time, by sorting the slice's
+    keys with numpy. Otherwise each user's items are grouped by the compiled kernels' counting
+    sort: one int32 per rating, where sorting all (user, item) keys needs an int64 per
+    rating, or a hash table far more.
+    """
+    for rows, cols, n_rows, n_cols in (
+        (users, items, n_users, n_items),
+        (items, users, n_items, n_users),
+    ):
+        runs = single_runs(rows, n_rows)
+        if runs is not None:
+            return repeats_in_runs(runs, cols, n_cols)
     from mfrec.kernels.group import group_by_row, has_repeats
 
     indptr, grouped = group_by_row(users, items, n_users)
     return has_repeats(indptr, grouped, n_items)
+
+
+def single_runs(values: NDArray[np.integer], n_values: int) -> NDArray[np.int64] | None:
+    """Where each run of equal `values` starts, and their length at the end, when each value
+    (in 0..n_values-1) makes one run; else None. Compared a slice at a time, so that the only
+    full-length array is the answer's."""
+    n = len(values)
+    starts = [np.zeros(min(n, 1), dtype=np.int64)]
+    n_runs = min(n, 1)
+    for s in range(0, n - 1, RUN_SLICE):
+        e = min(s + RUN_SLICE, n - 1)
+        change = values[s + 1 : e + 1] != values[s:e]
+        n_runs += int(np.count_nonzero(change))
+        if n_runs > n_values:
+            return None  # some value makes two runs
+        starts.append(np.flatnonzero(change) + (s + 1))
+    starts.append(np.array([n], dtype=np.int64))
+    runs = np.concatenate(starts)
+    # One run per value: no value starts two runs.
+    if n and np.bincount(values[runs[:-1]], minlength=n_values).max() > 1:
+        return None
+    return runs
+
+
+def repeats_in_runs(runs: NDArray[np.int64], cols: NDArray[np.integer], n_cols: int) -> bool:
+    """Whether a run (rows ``runs[k]:runs[k+1]``) holds a value of `cols` twice."""
+    first = 0
+    while first < len(runs) - 1:
+        # Whole runs, about RUN_SLICE rows (one run if it is longer).
+        last = max(int(np.searchsorted(runs, runs[first] + RUN_SLICE, "right")) - 1, first + 1)
+        lengths = np.diff(runs[first : last + 1])
+        key = np.repeat(np.arange(last - first, dtype=np.int64), lengths)
+        key *= max(n_cols, 1)
+        key += cols[runs[first] : runs[last]]
+        key.sort()
+        if (key[1:] == key[:-1]).any():
+            return True
+        first = last
+    return False
 
 
 def assemble_ratings(

@@ -7,8 +7,11 @@ arrays: no chunk is kept, nothing is concatenated.
 
 from __future__ import annotations
 
+import re
 import sys
-from typing import TYPE_CHECKING
+import warnings
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,6 +20,72 @@ from mfrec.ratings.idmap import IdMap
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+def pandas_chunks(
+    fh: TextIO, *, sep: str, header: bool, dtypes: dict, split_on_one_char: bool, rows: int
+) -> Iterator[pd.DataFrame]:
+    """The text `fh` in frames of `rows` rows, columns numbered from 0, read by pandas' C parser
+    (its python engine for a separator of several characters that `split_on_one_char` does not
+    allow splitting on its one repeated character); `fh` is closed at the end.
+
+    `dtypes` holds each column's dtype. Raises ValueError (or pandas' ParserError) when a line
+    cannot be parsed, and when a field split on the separator's character holds that character.
+    """
+    import pandas as pd
+
+    n = len(dtypes)
+    split = split_on_one_char and len(sep) > 1
+    # Field j is column 2j when "::" is split on ":"; the columns between must be empty, or
+    # a field held the separator's character ("a:b::x" is not "a", "b", "x").
+    step = len(sep) if split else 1
+    width = step * (n - 1) + 1
+    types = {step * j: t for j, t in dtypes.items()}
+    types.update((j, str) for j in range(width) if j not in types)
+    kw: dict = dict(
+        header=None,
+        skiprows=1 if header else 0,
+        keep_default_na=False,
+        na_values={},
+        skip_blank_lines=True,
+        chunksize=rows,
+        engine="c",
+        dtype=types,
+        names=list(range(width)),
+        # Not an index from a first field too many on each line, but an error (below).
+        index_col=False,
+    )
+    if sep == " ":
+        kw["sep"] = r"\s+"
+    elif len(sep) == 1:
+        kw.update(sep=sep, skipinitialspace=True)
+    elif split:
+        kw["sep"] = sep[0]
+    else:
+        kw.update(sep=re.escape(sep), engine="python")
+    with fh:
+        frames = _strict(lambda: pd.read_csv(fh, **kw))
+        while (frame := _strict(lambda: next(frames, None))) is not None:
+            if split:
+                gaps = frame[[j for j in range(width) if j % step]]  # missing in a short line
+                if not ((gaps == "") | gaps.isna()).all(axis=None):
+                    raise ValueError("a field holds the separator's character")
+                frame = frame.iloc[:, ::step]
+                frame.columns = range(n)
+            yield frame
+
+
+def _strict(call: Callable[[], Any]) -> Any:
+    """`call()`, pandas' warning that a line's fields beyond the names were dropped raised as
+    the ValueError it is here."""
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            return call()
+        except pd.errors.ParserWarning as exc:
+            raise ValueError(str(exc)) from None
 
 
 class GrowingIdMap:

@@ -2,8 +2,8 @@
 result.
 
 Every comparison reads a file twice: as the loader does, and with pandas' C parser forced (the
-size threshold set below any file), and asserts that every field of the RatingData is equal,
-dtypes and ID order included; or that both raise the same error.
+size threshold set below any file, pyarrow's parser turned off), and asserts that every field
+of the RatingData is equal, dtypes and ID order included; or that both raise the same error.
 """
 
 from __future__ import annotations
@@ -49,30 +49,33 @@ def fields_of(data) -> dict:
 
 
 def read(path: Path, **kwargs) -> tuple[dict | str, bool]:
-    """(the data's fields or the error message, whether pandas' parser was used)."""
-    used = []
-    pandas_read = load._TextReader._read
+    """(the data's fields or the error message, whether the plain reader declined the file)."""
+    declined = []
+    plain_read = load._TextReader._read_plain
 
     def spy(self, *args, **kw):
-        used.append(True)
-        return pandas_read(self, *args, **kw)
+        declined.append(False)  # an error the plain reader raises is its answer
+        data = plain_read(self, *args, **kw)
+        declined[-1] = data is None
+        return data
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(load._TextReader, "_read", spy)
+        mp.setattr(load._TextReader, "_read_plain", spy)
         try:
             result = fields_of(load.load_ratings(path, **kwargs))
         except DataFormatError as exc:
             result = f"DataFormatError: {exc}"
-    return result, bool(used)
+    return result, any(declined)
 
 
 def read_both(path: Path, **kwargs) -> tuple[dict | str, dict | str, bool]:
     """(as loaded, as pandas' parser loads it, whether the first load did without pandas)."""
-    plain, used_pandas = read(path, **kwargs)
+    plain, declined = read(path, **kwargs)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(load, "PLAIN_MAX_BYTES", -1)
+        mp.setattr(load, "USE_ARROW", False)
         by_pandas, _ = read(path, **kwargs)
-    return plain, by_pandas, not used_pandas
+    return plain, by_pandas, not declined
 
 
 def assert_plain_and_same(path: Path, **kwargs) -> dict | str:
