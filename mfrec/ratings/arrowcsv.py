@@ -1,10 +1,11 @@
 """Big delimited ratings files through pyarrow's CSV parser, read in pieces.
 
-The file is cut at line ends into pieces of `PIECE_BYTES`. A worker thread reads a piece, has
-pyarrow parse it (on every core) and dictionary-encode its ID columns, while the piece before
-it is numbered: only IDs that the previous piece did not hold become Python strings, looked up
-in the growing maps (`IdNumbering`), and the rows go straight into the final arrays. Two
-pieces are in flight at a time; no ID column is ever held as strings.
+The file is cut at line ends into pieces of `PIECE_BYTES`, which flow through three threads:
+one reads a piece and has pyarrow parse it (on every core), the next dictionary-encodes the
+ID columns of the piece before, and the caller's numbers the piece before that: only IDs that
+the previous piece did not hold become Python strings, looked up in the growing maps
+(`IdNumbering`), and the rows go straight into the final arrays. No ID column is ever held
+as strings, and no more than three pieces of text.
 
 This reader takes only what it reads exactly as pandas' C parser does in `mfrec.ratings.load`
 (the reference): one-character separators (``::`` split on ``:`` as there), UTF-8, ASCII or
@@ -19,8 +20,9 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -33,10 +35,10 @@ from numpy.typing import NDArray
 
 from mfrec.ratings.idmap import IdMap
 
-#: Bytes of text parsed at a time. Each piece builds its ID dictionaries anew (at 10M ratings,
-#: 4 MB pieces cost 15% more CPU time than 16 MB ones), and the pieces in flight hold about
-#: five times this much (16 MB pieces: 60 MB more peak memory than 8 MB ones).
-PIECE_BYTES = 8 << 20
+#: Bytes of text parsed at a time. Each piece builds its ID dictionaries anew (4 MB pieces
+#: take ~15% more CPU time than 16 MB ones), and the three pieces in flight hold about ten
+#: times this much (at 10M ratings 16 MB pieces peak ~70 MB higher than 6 MB ones).
+PIECE_BYTES = 6 << 20
 #: pyarrow's parse block within a piece: the unit its threads share out.
 BLOCK_BYTES = 1 << 20
 #: The text encodings read here (as `codecs.lookup` names them), and what a piece is checked
@@ -211,7 +213,7 @@ class IdNumbering:
 
 @dataclass
 class _Parsed:
-    """A piece as the worker thread leaves it: the table and its IDs encoded."""
+    """A piece as the encoding thread leaves it: the table and its IDs encoded."""
 
     table: pa.Table
     users: EncodedIds
@@ -225,42 +227,57 @@ def read_pieces(
     users: IdNumbering,
     items: IdNumbering,
 ) -> Iterator[Piece]:
-    """The file's pieces in order, IDs numbered in `users` and `items`; the next piece is
-    read, parsed and dictionary-encoded in a worker thread meanwhile.
+    """The file's pieces in order, IDs numbered in `users` and `items`; meanwhile the next
+    piece is dictionary-encoded in one worker thread and the one after it read and parsed in
+    another.
 
     Raises PieceRejected, ArrowDeclined, or UnicodeDecodeError when the text is not in the
     plan's encoding.
     """
     parser = _Parser(plan)
     rows = 0
-    with open_binary() as fh, ThreadPoolExecutor(1) as pool:
+    with (
+        open_binary() as fh,
+        ThreadPoolExecutor(1) as parsing,
+        ThreadPoolExecutor(1) as encoding,
+    ):
         texts = _texts(fh, plan, parser)
         last: list[pa.StringArray | None] = [None, None]  # the last piece's distinct IDs
 
-        def parse_next() -> _Parsed | None:
+        def parse_next() -> pa.Table | None:
             while (piece := next(texts, None)) is not None:
                 table = parser.parse(*piece)
                 if table.num_rows:
-                    column = {int(name): table.column(name) for name in table.column_names}
-                    parsed = _Parsed(
-                        table,
-                        EncodedIds.encode(column[plan.user], last[0]),
-                        EncodedIds.encode(column[plan.item], last[1]),
-                        any(pc.max(pc.binary_length(column[j])).as_py() for j in plan.gaps),
-                    )
-                    last[:] = parsed.users.distinct, parsed.items.distinct
-                    return parsed
+                    return table
             return None
 
-        pending = pool.submit(parse_next)
+        def encode(parsed: Future[pa.Table | None]) -> _Parsed | None:
+            table = parsed.result()
+            if table is None:
+                return None
+            column = {int(name): table.column(name) for name in table.column_names}
+            encoded = _Parsed(
+                table,
+                EncodedIds.encode(column[plan.user], last[0]),
+                EncodedIds.encode(column[plan.item], last[1]),
+                any(pc.max(pc.binary_length(column[j])).as_py() for j in plan.gaps),
+            )
+            last[:] = encoded.users.distinct, encoded.items.distinct
+            return encoded
+
+        def submit() -> Future[_Parsed | None]:
+            # Pieces are parsed one after the other, and encoded one after the other.
+            return encoding.submit(encode, parsing.submit(parse_next))
+
+        ahead = deque([submit(), submit()])
         while True:
             try:
-                parsed = pending.result()
+                parsed = ahead.popleft().result()
             except pa.ArrowInvalid as exc:
                 raise PieceRejected(rows, str(exc), parse=True) from None
             if parsed is None:
                 return
-            pending = pool.submit(parse_next)
+            ahead.append(submit())
             if parsed.split_wrong:
                 raise PieceRejected(rows, "a field holds the separator's character", parse=True)
             if parsed.users.empty or parsed.items.empty:
