@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from mfrec.training.state import TrainSet
 
@@ -21,6 +22,10 @@ def _ml100k_dir() -> Path:
 ML100K = _ml100k_dir()
 
 NOISE = 0.1
+
+#: Both float dtypes, float64 with the slow tests: it compiles a second specialization of
+#: every kernel it reaches, the biggest part of a first run's time.
+DTYPES_SLOW64 = [np.float32, pytest.param(np.float64, marks=pytest.mark.slow, id="float64")]
 
 
 def planted(dtype=np.float32, seed=0, n_users=200, n_items=150, rank=3, density=0.4):

@@ -71,6 +71,7 @@ def test_options_reach_the_comparison(ratings, tmp_path):
     assert sorted(curves["repeat"].unique()) == [1, 2]
 
 
+@pytest.mark.slow
 def test_budget_seconds(ratings, tmp_path):
     out = tmp_path / "r"
     result = run("compare", ratings, "-o", out, "-q", "--factors", 4, "--budget-seconds", 0.03,

@@ -27,6 +27,10 @@ from mfrec.model.estimator import MatrixFactorization
 from mfrec.ratings.load import load_ratings
 from mfrec.training.fitting import check_params
 
+# A local Dask cluster takes seconds to start and compiles the distributed kernels: these
+# run with the slow tests (make test-slow).
+pytestmark = pytest.mark.slow
+
 needs_dask = pytest.mark.skipif(
     any(importlib.util.find_spec(name) is None for name in ("dask", "distributed", "pyarrow")),
     reason="needs mfrec[dask]",

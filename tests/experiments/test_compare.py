@@ -227,6 +227,7 @@ def test_repeats_report_mean_and_spread(data):
     assert r.curves.groupby("run")["repeat"].nunique().eq(3).all()
 
 
+@pytest.mark.slow
 def test_budget_seconds_is_respected(data):
     budget = 0.05
     r = compare(data, budget_seconds=budget, lr=RATES, factors=4)

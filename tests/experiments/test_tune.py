@@ -201,6 +201,7 @@ def test_a_fixed_seed_gives_the_same_trials_and_winner(ratings):
     assert not a.results[["factors", "reg", "lr"]].equals(c.results[["factors", "reg", "lr"]])
 
 
+@pytest.mark.slow
 def test_jobs_do_not_change_the_results(ratings):
     one = tune(ratings, SPACE, trials=4, seed=2, epochs=30, folds=2)
     two = tune(ratings, SPACE, trials=4, seed=2, epochs=30, folds=2, jobs=2)
@@ -272,7 +273,7 @@ def test_a_diverging_trial_ranks_last_with_its_reason(ratings):
         tune(ratings, ["lr=50,60"], search="grid", epochs=20, reg=0.0)
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
+@pytest.mark.parametrize("jobs", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_a_bad_value_stops_the_search_naming_the_parameter(ratings, jobs):
     with pytest.raises(ParameterError) as err:
         tune(ratings, ["factors=0,2"], search="grid", epochs=2, jobs=jobs)
@@ -318,6 +319,7 @@ def _probe_threads(_: object) -> tuple[str | None, int]:
     return os.environ.get("OPENBLAS_NUM_THREADS"), numba.get_num_threads()
 
 
+@pytest.mark.slow
 def test_workers_run_single_threaded_and_the_environment_is_restored():
     before = dict(os.environ)
     got = tune_module._map_trials(

@@ -65,6 +65,7 @@ print(bool(numba.np.arraymath._HAVE_BLAS))
 """
 
 
+@pytest.mark.slow
 def test_numba_checks_for_a_blas_only_when_a_function_needs_one():
     out = subprocess.run(
         [sys.executable, "-c", BLAS_PROBE], capture_output=True, text=True, check=True

@@ -161,6 +161,7 @@ def ratings_files(draw):
     return text.encode(), kwargs, not (broken_scale or negative_zero)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -4,7 +4,7 @@ benchmarks/bench_speed.py (``--cases bgd``); here only correctness."""
 
 import numpy as np
 import pytest
-from conftest import planted
+from conftest import DTYPES_SLOW64, planted
 from numba import njit
 
 from mfrec.kernels.gradient import (
@@ -143,7 +143,7 @@ def outputs(train, f, working):
     ]
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES_SLOW64)
 @pytest.mark.parametrize("use_bias", [True, False])
 @pytest.mark.parametrize("padded", [True, False])
 def test_half_gradient_matches_reference_and_objective(dtype, use_bias, padded):

@@ -94,7 +94,9 @@ def no_frames(monkeypatch):
 # -- the same DataFrames as before -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("solver", ["sgd", "bgd", "minibatch", "als"])
+@pytest.mark.parametrize(
+    "solver", ["sgd", "bgd", pytest.param("minibatch", marks=pytest.mark.slow), "als"]
+)
 def test_history_frame_is_the_one_the_rows_gave(rows_seen, solver):
     fit, held_out = halves(planted())
     result = train(fit, solver, factors=3, epochs=3, seed=2, validation=held_out, patience=2)

@@ -206,6 +206,7 @@ def small_data(seed=0):
     )
 
 
+@pytest.mark.slow
 def test_sgd_fit_builds_no_grouped_copy_of_the_ratings(monkeypatch):
     def refuse(self):
         raise AssertionError("grouped copies of the ratings built on the sgd path")

@@ -3,6 +3,7 @@ fused evaluation kernels against their twins and the former formula."""
 
 import numpy as np
 import pytest
+from conftest import DTYPES_SLOW64
 
 from mfrec.kernels.layout import active_width
 from mfrec.kernels.loss import (
@@ -250,7 +251,7 @@ def test_evaluation_kernels_on_empty_input():
     assert weighted_sq_norm(np.zeros((0, 3)), np.zeros(0, np.int64)) == 0.0
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", DTYPES_SLOW64)
 @pytest.mark.parametrize("use_bias", [True, False])
 def test_grid_squared_error_matches_its_twin_and_the_factors_figure(dtype, use_bias):
     """On the grid's working rows it is Σ e² of the same factors (the sgd solver's figure)."""

@@ -3,7 +3,7 @@ the solver around it. Speed is measured in benchmarks/bench_speed.py; here only 
 
 import numpy as np
 import pytest
-from conftest import NOISE
+from conftest import DTYPES_SLOW64, NOISE
 from conftest import planted as planted_data
 from numba import njit
 
@@ -285,7 +285,7 @@ def blocked_problem(dtype, use_bias, seed=0):
     return grid, (P, Q, bu, bi), strata, seed, scalars
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES_SLOW64)
 @pytest.mark.parametrize("use_bias", [True, False])
 def test_blocked_kernel_matches_reference(dtype, use_bias):
     grid, params, strata, seed, scalars = blocked_problem(dtype, use_bias)
