@@ -1,7 +1,7 @@
 """Loading speed and peak memory: mfrec.load_ratings against pyarrow's CSV reader and pandas.
 
 Usage: python benchmarks/bench_load.py [--file PATH | --ratings 10000000] [--repeats 5]
-                                       [--loaders mfrec,pyarrow,pandas-str,pandas]
+                                       [--loaders mfrec,pyarrow,pandas-str,pandas,mfrec-pandas]
 
 Writes a synthetic CSV (user,item,rating,timestamp with string-like IDs) unless --file is
 given (`mfrec data synth --users 100000 --items 20000 --ratings 10000000 --seed 1` makes the
@@ -14,7 +14,9 @@ RSS. The peers:
   ``pyarrow.compute.dictionary_encode`` of both: the least any loader of string IDs does
   (issue 15's yardstick: mfrec must take at most 1.5x its time);
 - pandas-str: ``pandas.read_csv`` with string IDs (no integer indices, no checks);
-- pandas: ``pandas.read_csv`` reading IDs as integers (loses leading zeros; no checks).
+- pandas: ``pandas.read_csv`` reading IDs as integers (loses leading zeros; no checks);
+- mfrec-pandas: mfrec's loader with pyarrow's parser turned off (``load.USE_ARROW = False``):
+  pandas' C parser in chunks, as big files were read before issue 15 (run when asked for).
 
 Ratios are of the medians, and (in brackets) the median of the per-round ratios.
 """
@@ -40,8 +42,9 @@ path, how = sys.argv[1], sys.argv[2]
 with open(path, "rb") as fh:
     names = fh.readline().decode().strip().split(",")  # the first two hold the IDs
 t = time.perf_counter()
-if how == "mfrec":
+if how.startswith("mfrec"):
     import mfrec.ratings.load
+    mfrec.ratings.load.USE_ARROW = how == "mfrec"
     data = mfrec.ratings.load.load_ratings(path)
     columns = (data.users, data.items, data.ratings, data.timestamps)
     arrays = sum(a.nbytes for a in columns if a is not None)
@@ -67,6 +70,7 @@ print(json.dumps({"seconds": seconds, "peak_mb": peak, "arrays_mb": arrays / 2**
 
 NAMES = {
     "mfrec": "mfrec.load_ratings",
+    "mfrec-pandas": "mfrec, pandas' parser (USE_ARROW off)",
     "pyarrow": "pyarrow read_csv + dictionary_encode",
     "pandas-str": "pandas, string IDs",
     "pandas": "pandas, int IDs",
@@ -135,7 +139,7 @@ def main() -> None:
     ap.add_argument("--ratings", type=int, default=10_000_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--file", type=Path)
-    ap.add_argument("--loaders", default="mfrec,pyarrow,pandas-str,pandas")
+    ap.add_argument("--loaders", default="mfrec,pyarrow,pandas-str,pandas")  # or mfrec-pandas
     args = ap.parse_args()
     loaders = args.loaders.split(",")
     with tempfile.TemporaryDirectory() as tmp:

@@ -387,13 +387,7 @@ class _TextReader:
                         scale is not None and outside_scale(r, scale).any()
                     ):
                         raise arrowcsv.PieceRejected(piece.rows_before, "bad rating", parse=False)
-                    stamps = piece.timestamps
-                    columns.append(
-                        piece.users,
-                        piece.items,
-                        narrow_ratings(r),
-                        None if stamps is None else epoch_seconds(stamps),
-                    )
+                    columns.append(piece.users, piece.items, narrow_ratings(r), piece.timestamps)
         except arrowcsv.ArrowDeclined:
             return None
         except arrowcsv.PieceRejected as exc:

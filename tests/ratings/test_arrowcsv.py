@@ -244,6 +244,8 @@ def compressed(kind: str, raw: bytes, path: Path) -> bytes:
         ("1,2,5\n3,4,1\n", {"encoding": "ascii"}),
         ("1\t10\t5\t881250949\n2\t10\t3\t881250950\n", {}),
         ("u,i,r,t\n1,2,5,100.7\n3,4,2,-100.5\n", {}),
+        ("u,i,r,t\n1,2,5,9007199254740993\n3,4,2,-9007199254740995\n5,6,1,-0\n", {}),
+        ("u,i,r,t\n" + "1,2,5,100\n" * 20 + "3,4,2,+7\n5,6,1,1e3\n7,8,2,0.5\n", {}),
         ("x,5,1,10\ny,3,2,10\nz,4,1,20\n", {"columns": "3,4,2"}),
         ("when,who,what,stars\n100,1,10,5\n200,2,10,3\n", {"columns": "who,what,stars,when"}),
         ("u,i,r,comment\n1,2,5,fine\n3,4,1,\n", {}),

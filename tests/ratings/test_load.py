@@ -29,10 +29,13 @@ def triples(data) -> list[tuple[str, str, float]]:
     return list(zip(frame.user, frame.item, frame.rating.astype(float), strict=True))
 
 
-@pytest.fixture
-def pandas_parser(monkeypatch):
-    """Files read by pandas' C parser, as those too big for `mfrec.ratings.plaintext` are."""
+@pytest.fixture(params=["pandas", "pyarrow"])
+def big_file_parser(request, monkeypatch):
+    """Files read as those too big for `mfrec.ratings.plaintext` are: by pyarrow's parser in
+    pieces of 256 bytes, and by pandas' C parser (the reference)."""
     monkeypatch.setattr("mfrec.ratings.load.PLAIN_MAX_BYTES", -1)
+    monkeypatch.setattr("mfrec.ratings.load.USE_ARROW", request.param == "pyarrow")
+    monkeypatch.setattr("mfrec.ratings.arrowcsv.PIECE_BYTES", 256)
 
 
 def error_of(path: Path, **kwargs) -> str:
@@ -350,7 +353,7 @@ def test_bad_lines_are_named(tmp_path, content, message):
     assert error_of(write(tmp_path, content)) == message
 
 
-def test_bad_line_far_into_a_multi_chunk_file(tmp_path, monkeypatch, pandas_parser):
+def test_bad_line_far_into_a_multi_chunk_file(tmp_path, monkeypatch, big_file_parser):
     monkeypatch.setattr("mfrec.ratings.load.CHUNK_ROWS", 100)
     lines = [f"{k},{k % 7},{1 + k % 5}" for k in range(1000)]
     lines[733] = "733,1,five"
@@ -445,7 +448,7 @@ def test_movielens_100k_with_its_preset_and_detected():
     assert detected.user_map == by_preset.user_map
 
 
-def test_colon_inside_an_id_past_the_sniffed_head(tmp_path, monkeypatch, pandas_parser):
+def test_colon_inside_an_id_past_the_sniffed_head(tmp_path, monkeypatch, big_file_parser):
     monkeypatch.setattr("mfrec.ratings.load.SNIFF_BYTES", 64)
     lines = [f"{k}::{k % 3}::4" for k in range(40)] + ["x:y::1::2"]
     data = load_ratings(write(tmp_path, "\n".join(lines) + "\n"), sep="::")
@@ -487,7 +490,9 @@ def columns_of(data):
 
 
 @pytest.mark.parametrize("compressed", [False, True])
-def test_more_rows_than_expected_grow_the_columns(tmp_path, monkeypatch, compressed, pandas_parser):
+def test_more_rows_than_expected_grow_the_columns(
+    tmp_path, monkeypatch, compressed, big_file_parser
+):
     monkeypatch.setattr("mfrec.ratings.load.CHUNK_ROWS", 100)
     monkeypatch.setattr("mfrec.ratings.load.ROWS_MARGIN", 0.0)  # expect only 1024 rows
     raw = ("\n".join(numbered_lines(3000)) + "\n").encode()
@@ -498,7 +503,7 @@ def test_more_rows_than_expected_grow_the_columns(tmp_path, monkeypatch, compres
 
 
 def test_a_chunk_needing_float64_widens_the_ratings_read_before(
-    tmp_path, monkeypatch, pandas_parser
+    tmp_path, monkeypatch, big_file_parser
 ):
     monkeypatch.setattr("mfrec.ratings.load.CHUNK_ROWS", 100)
     lines = numbered_lines(350)
@@ -535,7 +540,7 @@ def test_columns_take_chunks_without_reallocating_while_they_fit():
 
 
 def test_arrow_memory_kept_for_reuse_is_handed_back_after_the_parse(
-    tmp_path, monkeypatch, pandas_parser
+    tmp_path, monkeypatch, big_file_parser
 ):
     pyarrow = pytest.importorskip("pyarrow")
     released = []
