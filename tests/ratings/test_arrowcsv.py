@@ -179,6 +179,7 @@ SETTINGS = settings(
 )
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(
     case=ratings_files(),
@@ -192,6 +193,7 @@ def test_pyarrow_gives_what_pandas_gives(tmp_path_factory, case, piece, block):
     assert by_arrow == by_pandas
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(case=broken_files(), piece=st.sampled_from([16, 64, 1 << 20]))
 def test_bad_lines_are_named_alike(tmp_path_factory, case, piece):
