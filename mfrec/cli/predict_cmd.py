@@ -53,14 +53,13 @@ def predict(model: Path, pairs: str, output: Path | None, clip: bool, **pair_opt
 
 
 def _write_csv(output: Path | None, users, items, prediction, known) -> None:
-    import pandas as pd
+    from mfrec.model.csvtext import write_csv
 
-    frame = pd.DataFrame({"user": users, "item": items, "prediction": prediction, "known": known})
-    csv_args = {"index": False, "float_format": "%.6g", "lineterminator": "\n"}
+    columns = {"user": users, "item": items, "prediction": prediction, "known": known}
     if output is None:
-        click.echo(frame.to_csv(**csv_args), nl=False)
+        write_csv(lambda text: click.echo(text, nl=False), columns, float_format="%.6g")
         return
     from mfrec.utils.atomicfile import atomic_open
 
     with atomic_open(output, newline="") as fh:
-        frame.to_csv(fh, **csv_args)
+        write_csv(fh.write, columns, float_format="%.6g")

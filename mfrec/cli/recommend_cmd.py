@@ -196,28 +196,31 @@ class _ListWriter:
     ) -> None:
         """Write the lists of one block: row r of `items` / `scores` belongs to keys[r]."""
         import numpy as np
-        import pandas as pd
 
         listed = items != None  # noqa: E711 (elementwise on an object array)
         row, rank = np.nonzero(listed)
-        rows = pd.DataFrame(
-            {
-                self.key: np.asarray(keys, dtype=object)[row],
-                "rank": rank + 1,
-                self.item: items[listed],
-                self.score: np.round(scores[listed], 4),
-            }
-        )
+        columns = {
+            self.key: np.asarray(keys, dtype=object)[row],
+            "rank": rank + 1,
+            self.item: items[listed],
+            self.score: np.round(scores[listed], 4),
+        }
         if "source" in self.columns:
-            rows["source"] = np.where(cold[row], "popular", "model")
+            columns["source"] = np.where(cold[row], "popular", "model")
         if self.titles is not None:
-            rows["title"] = self._title(rows[self.item].to_numpy())
-        if self.fmt == "json":
-            self._json(out, keys, row, rows, cold)
-        elif self.fmt == "csv":
-            rows.to_csv(out, index=False, header=self.first, lineterminator="\n")
+            columns["title"] = self._title(columns[self.item])
+        if self.fmt == "csv":
+            from mfrec.model.csvtext import write_csv
+
+            write_csv(out.write, columns, header=self.first)
         else:
-            self._table(out, rows)
+            import pandas as pd
+
+            rows = pd.DataFrame(columns)
+            if self.fmt == "json":
+                self._json(out, keys, row, rows, cold)
+            else:
+                self._table(out, rows)
         self.first = False
 
     def close(self, out: IO[str]) -> None:

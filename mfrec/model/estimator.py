@@ -266,7 +266,10 @@ class MatrixFactorization:
         u, i = np.asarray(users), np.asarray(items)
         both = (u >= 0) & (i >= 0)
         pred = np.empty(len(u), dtype=np.float64)
+        from mfrec.kernels.startup import load_numba
         from mfrec.training import objective
+
+        load_numba()  # before the first kernel: numba's start without its BLAS probe
 
         pred[both] = objective.predict(self.to_factors(), u[both], i[both])
         # Fallback without factors: the mean plus whichever bias is known.
@@ -496,8 +499,17 @@ def _one_row(
     return ids[0, :n], scores[0, :n]
 
 
-def _as_ids(values: ArrayLike) -> NDArray[np.str_]:
-    return np.asarray(values).astype(str).ravel()
+def _as_ids(values: ArrayLike) -> NDArray[np.str_] | NDArray[np.object_]:
+    """Raw IDs as strings, flat: an object array of ``str`` as it is (what ``astype(str)``
+    would copy it to, unless an ID ends in NUL, which numpy's strings drop), anything else
+    through ``astype(str)``."""
+    arr = np.asarray(values)
+    if arr.dtype == object and arr.size:
+        flat = arr.ravel()
+        strings = flat.tolist()
+        if set(map(type, strings)) == {str} and "\x00" not in "".join(strings):
+            return flat
+    return arr.astype(str).ravel()
 
 
 def _plain(params: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from mfrec.errors import ParameterError, UnknownItemError, UnknownUserError
+from mfrec.kernels.startup import load_numba
 from mfrec.kernels.topk import top_k_rows
 from mfrec.utils.validation import check_fitted
 
@@ -83,6 +84,7 @@ def top_k(
     width = min(k, m)
     if width == 0:
         return TopK(np.empty((n, 0), dtype=np.int32), np.empty((n, 0)))
+    load_numba()  # before the first kernel: numba's start without its BLAS probe
     dtype = np.result_type(left.dtype, right.dtype)
     bias = np.zeros(m, dtype=dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
     if exclude is None:

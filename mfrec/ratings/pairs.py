@@ -48,14 +48,17 @@ _DECOMPRESS = {"gzip": gzip.decompress, "bz2": bz2.decompress, "xz": lzma.decomp
 
 @dataclass(frozen=True)
 class Delimited:
-    """A delimited text file as strings: `frame` holds the data rows (columns 0..n-1),
-    `names` the header fields (None without a header), `lines` the line number of each row."""
+    """A delimited text file as strings: `frame` holds the data rows (columns 0..n-1, object
+    columns of ``str``), `names` the header fields (None without a header), `lines` the line
+    number of each row. `spaced` is False when the text holds no whitespace besides its line
+    breaks and separators, so that no field needs stripping."""
 
     frame: pd.DataFrame
     names: list[str] | None
     lines: NDArray[np.int64]
     sep: str
     source: str
+    spaced: bool = True
 
 
 def read_delimited(
@@ -80,6 +83,9 @@ def read_delimited(
     if path.is_dir():
         raise DataFormatError("is a directory, not a file", source=src)
     text = _decode(_read_bytes(path), encoding, src)
+    plain = _plain_text(text)
+    if plain is not None:
+        return _read_plain(plain, sep, header, is_header, src)
     numbered = [(n, ln) for n, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
     if not numbered:
         raise DataFormatError("the file is empty", source=src)
@@ -91,20 +97,80 @@ def read_delimited(
     body = numbered[1:] if header else numbered
     if not body:
         raise DataFormatError("the file has a header line but no data", source=src)
-    n_fields = len(first)
     # Parse only the non-blank lines, so that row k of the frame is line numbered[k].
-    text = "\n".join(ln for _, ln in numbered)
-    try:
-        frame = pd.read_csv(io.StringIO(text), header=None, names=range(n_fields), **_csv_args(sep))
-    except (ValueError, pd.errors.ParserError):
-        frame = None
-    if frame is not None and header:
-        frame = frame.iloc[1:].reset_index(drop=True)
+    frame = _parse("\n".join(ln for _, ln in numbered), sep, len(first), header)
     if frame is None or len(frame) != len(body) or frame.isna().to_numpy().any():
-        raise _ragged(body, sep, n_fields, src)
+        raise _ragged(body, sep, len(first), src)
     names = [f.strip() for f in first] if header else None
     lines = np.array([n for n, _ in body], dtype=np.int64)
     return Delimited(frame, names, lines, sep, src)
+
+
+#: Line breaks of ``str.splitlines`` in ASCII text besides ``\n`` and ``\r\n``.
+_OTHER_BREAKS = ("\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e")
+#: ASCII whitespace that ``str.strip`` removes and that is not a line break.
+_SPACES = (" ", "\t", "\x1f")
+
+
+def _plain_text(text: str) -> str | None:
+    """`text` with ``\n`` line breaks when it is ASCII, breaks its lines at ``\n`` or
+    ``\r\n`` only and has no blank line, nor one that may be all whitespace (one starting
+    with whitespace); else None. Such a text is parsed as it is, without a list of its lines."""
+    if not text.isascii():
+        return None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    if not text or text[0] in "\n \t\x1f" or any(c in text for c in _OTHER_BREAKS):
+        return None
+    if any(f"\n{c}" in text for c in ("\n", *_SPACES)):
+        return None
+    return text
+
+
+def _read_plain(
+    text: str,
+    sep: str | None,
+    header: bool | None,
+    is_header: Callable[[list[str]], bool],
+    src: str,
+) -> Delimited:
+    """`read_delimited` on a text `_plain_text` returned: every line is a row (or the header)."""
+    sample = _head_lines(text, SAMPLE_LINES)
+    sep = _sniff(sample, src) if sep is None else normalize_sep(sep)
+    first = _split(sample[0], sep)
+    if header is None:
+        header = is_header([f.strip() for f in first])
+    n_lines = text.count("\n") + (not text.endswith("\n"))
+    if n_lines == int(header):
+        raise DataFormatError("the file has a header line but no data", source=src)
+    frame = _parse(text, sep, len(first), header)
+    if frame is None or len(frame) != n_lines - header or frame.isna().to_numpy().any():
+        body = list(enumerate(text.splitlines(), start=1))[int(header) :]
+        raise _ragged(body, sep, len(first), src)
+    names = [f.strip() for f in first] if header else None
+    lines = np.arange(1 + header, n_lines + 1, dtype=np.int64)
+    spaced = sep == " " or any(c in text for c in _SPACES if c != sep)
+    return Delimited(frame, names, lines, sep, src, spaced)
+
+
+def _head_lines(text: str, n: int) -> list[str]:
+    """The first `n` lines of a text whose lines end in ``\n``."""
+    end = -1
+    for _ in range(n):
+        end = text.find("\n", end + 1)
+        if end < 0:
+            end = len(text)
+            break
+    return text[:end].splitlines()[:n]
+
+
+def _parse(text: str, sep: str, n_fields: int, header: bool) -> pd.DataFrame | None:
+    """The data rows of `text` as object columns of strings; None when pandas cannot parse it."""
+    try:
+        frame = pd.read_csv(io.StringIO(text), header=None, names=range(n_fields), **_csv_args(sep))
+    except (ValueError, pd.errors.ParserError):
+        return None
+    return frame.iloc[1:].reset_index(drop=True) if header else frame
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -159,7 +225,7 @@ def _sniff(lines: list[str], src: str) -> str:
 
 def _csv_args(sep: str) -> dict:
     args: dict = {
-        "dtype": str,
+        "dtype": object,
         "keep_default_na": False,
         "na_values": {},
         "skip_blank_lines": True,
@@ -229,7 +295,7 @@ def read_pairs(
         header = True
     table = read_delimited(source, sep=sep, header=header, encoding=encoding, is_header=_has_ids)
     u, i = _positions(table.names, table.frame.shape[1], wanted, table.source)
-    return _pairs(table.frame[u], table.frame[i], table.lines, table.source)
+    return _pairs(table.frame[u], table.frame[i], table.lines, table.source, strip=table.spaced)
 
 
 def _columns(columns: Sequence[Column] | str | None) -> tuple[Column, Column] | None:
@@ -284,11 +350,20 @@ def _positions(
     return positions[0], positions[1]
 
 
-def _pairs(users: pd.Series, items: pd.Series, lines: NDArray[np.int64] | None, src: str) -> Pairs:
+def _pairs(
+    users: pd.Series,
+    items: pd.Series,
+    lines: NDArray[np.int64] | None,
+    src: str,
+    *,
+    strip: bool = True,
+) -> Pairs:
+    """The IDs of two columns as strings; `strip` False: the columns hold strings without
+    surrounding whitespace, kept as they are."""
     ids = []
     for role, col in (("user", users), ("item", items)):
         missing = col.isna().to_numpy()
-        values = id_strings(col.fillna(""))
+        values = id_strings(col.fillna("")) if strip else col.to_numpy(dtype=object)
         empty = (values == "") | missing
         if empty.any():
             row = int(np.argmax(empty))

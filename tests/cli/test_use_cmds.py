@@ -3,9 +3,11 @@ the files they read: pairs and item titles."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from builders import tiny_model
 from click.testing import CliRunner
@@ -13,6 +15,8 @@ from conftest import ML100K
 
 from mfrec.cli import cli
 from mfrec.errors import DataFormatError
+from mfrec.model.estimator import MatrixFactorization
+from mfrec.ratings import pairs as pairs_module
 from mfrec.ratings.pairs import read_pairs
 from mfrec.ratings.titles import read_titles, titles_of
 
@@ -31,6 +35,35 @@ def items_csv(tmp_path):
     path = tmp_path / "items.csv"
     path.write_text(ITEMS_CSV)
     return path
+
+
+#: IDs that a CSV writer must quote or keep exactly: leading zeros, commas, quotes, unicode.
+ODD_USERS = ["007", "7", "0", "a,b", 'say "hi"', "naïve", "東京", "🎬 fan", "semi;colon", "x'y"]
+ODD_ITEMS = ["0001", "1", "x,y", 'q"', "é", "映画", "tab\there", "10", "9", "99"]
+
+
+def odd_model(seed=0) -> MatrixFactorization:
+    """Random factors and biases over `ODD_USERS` x `ODD_ITEMS`, a few seen items each."""
+    rng = np.random.default_rng(seed)
+    n_users, n_items = len(ODD_USERS), len(ODD_ITEMS)
+    counts = rng.integers(0, 4, n_users)
+    seen = np.concatenate([rng.choice(n_items, c, replace=False) for c in counts])
+    return MatrixFactorization.from_factors(
+        rng.normal(0, 1, (n_users, 3)).astype(np.float32),
+        rng.normal(0, 1, (n_items, 3)).astype(np.float32),
+        ODD_USERS,
+        ODD_ITEMS,
+        scale=(1.0, 5.0),
+        user_bias=rng.normal(0, 0.5, n_users),
+        item_bias=rng.normal(0, 0.5, n_items),
+        global_mean=3.2,
+        seen=(np.concatenate([[0], np.cumsum(counts)]), seen),
+    )
+
+
+def pandas_csv(columns: dict, **options) -> str:
+    """What the commands wrote before their CSV writer was replaced (pandas' to_csv)."""
+    return pd.DataFrame(columns).to_csv(index=False, lineterminator="\n", **options)
 
 
 def run(*args, ok=True):
@@ -84,6 +117,30 @@ def test_predict_keeps_ids_exactly(model_file, tmp_path):
     assert lines[1:] == ["007,a,2,both", "7,a,3,item"]
 
 
+@pytest.mark.parametrize("clip", ["--clip", "--no-clip"])
+def test_predict_writes_what_pandas_wrote_for_odd_ids(tmp_path, clip):
+    model = odd_model()
+    path = tmp_path / "odd.npz"
+    model.save(path)
+    rng = np.random.default_rng(1)
+    users = [*ODD_USERS, "unknown", "07", "a"]
+    items = [*ODD_ITEMS, "nope", "01", "x"]
+    wanted = [(users[u], items[i]) for u, i in rng.integers(0, [len(users), len(items)], (300, 2))]
+    pairs = tmp_path / "pairs.csv"
+    with open(pairs, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerows([("user", "item"), *wanted])
+    u, i = [w[0] for w in wanted], [w[1] for w in wanted]
+    pred, known = model.predict(u, i, clip=clip == "--clip", return_known=True)
+    expected = pandas_csv(
+        {"user": u, "item": i, "prediction": pred, "known": known}, float_format="%.6g"
+    )
+    assert run("predict", path, pairs, clip).stdout == expected
+    out = tmp_path / "pred.csv"
+    run("predict", path, pairs, clip, "-o", out)
+    assert out.read_bytes() == expected.encode("utf-8")
+
+
 def test_predict_errors(model_file, tmp_path):
     assert fails("predict", model_file, tmp_path / "nope.csv") == (
         f"Error: {tmp_path / 'nope.csv'}: no such file\n"
@@ -119,6 +176,58 @@ def test_read_pairs_layouts(tmp_path):
         read_pairs(path)
     with pytest.raises(DataFormatError, match=r"no column named 'who'; the header has: u, i$"):
         read_pairs(path, columns="who,i")
+
+
+#: Files read by the plain-text path (True) or the general one, which must agree.
+PAIRS_TEXTS = {
+    "plain": ("user,item\n007,a\n7,b\n", True),
+    "no final newline": ("007,a\n7,b", True),
+    "crlf": ("user,item\r\n007,a\r\n7,b\r\n", True),
+    "inner spaces": ("u1, a\nu2,b \n", True),
+    "tabs and ratings": ("u1\ta\t5\t100\nu2\tb\t3\t101\n", True),
+    "whitespace runs": ("u1 a 5\nu2  b 3\n", True),
+    "double colon": ("1::2::5::978300760\n3::4::1::978300761\n", True),
+    "quoted": ('user,item\n"a,b","x ""y"""\n007,"z"\n', True),
+    "header by name": ("rating,itemId,userId\n5,x,001\n4,y,002\n", True),
+    "unicode": ("user,item\nnaïve,東京\n🎬,x\n", False),
+    "blank lines": ("user,item\n\n007,a\n   \n7,b\n\n", False),
+    "leading whitespace": (" u1,a\n\tu2,b\n", False),
+    "form feed": ("a,b\x0cc,d\n", False),
+    "record separator": ("a,b\x1ec,d\n", False),
+    "unit separator": ("a\x1f,b\nc,d\n", True),
+    "lone carriage returns": ("a,b\rc,d\r", False),
+    "no-break space line": ("a,b\n\xa0\nc,d\n", False),
+    "header only": ("user,item\n", True),
+    "ragged": ("user,item\nu1,a\nu1,b,c\n", True),
+    "short line": ("user,item\nu1,a\nu1\n", True),
+    "quoted line break": ('a,"b\nc"\nd,e\n', True),
+    "empty id": ("u,i\nu1,a\nu2,\n", True),
+    "empty id after a blank line": ("u,i\n\nu1,a\nu2,\n", False),
+    "blank id": ("u,i\nu1, \n", True),
+    "empty file": ("", False),
+    "blank file": ("\n\n  \n", False),
+}
+
+
+@pytest.mark.parametrize("name", list(PAIRS_TEXTS))
+def test_read_pairs_plain_text_path_reads_as_the_general_one(name, tmp_path, monkeypatch):
+    text, plain = PAIRS_TEXTS[name]
+    path = tmp_path / "pairs.txt"
+    path.write_bytes(text.encode("utf-8"))
+
+    def read():
+        try:
+            found = read_pairs(path)
+        except DataFormatError as exc:
+            return f"error: {exc}"
+        assert found.users.dtype == found.items.dtype == object
+        assert all(type(x) is str for x in [*found.users, *found.items])
+        return found.users.tolist(), found.items.tolist()
+
+    assert (pairs_module._plain_text(text) is not None) == plain
+    fast = read()
+    monkeypatch.setattr(pairs_module, "_plain_text", lambda text: None)
+    assert fast == read()
 
 
 def test_read_titles_in_the_usual_layouts(tmp_path):
@@ -203,6 +312,51 @@ def test_recommend_all_users_in_blocks(model_file, tmp_path):
     run("recommend", model_file, "--all-users", "-k", 1, "--format", "csv", "-o", out,
         "--memory-budget", 1)  # fmt: skip
     assert out.read_text() == "user,rank,item,score\nu1,1,b,1.0\nu2,1,a,0.0\n007,1,c,3.0\n"
+
+
+def test_recommend_all_users_csv_is_what_pandas_wrote(tmp_path):
+    model = odd_model(2)
+    path = tmp_path / "odd.npz"
+    model.save(path)
+    titles = tmp_path / "titles.csv"
+    titles.write_text(
+        pandas_csv(
+            {"item": ODD_ITEMS[:7], "title": ["A, The", 'Say "x"', "Ünï", "", "B", "C", "D"]}
+        ),
+        encoding="utf-8",
+    )
+    for seen in ("--exclude-seen", "--include-seen"):
+        ids, scores = model.recommend(None, 3, exclude_seen=seen == "--exclude-seen")
+        listed = ids != None  # noqa: E711
+        row, rank = np.nonzero(listed)
+        columns = {"user": np.array(ODD_USERS, dtype=object)[row], "rank": rank + 1,
+                   "item": ids[listed], "score": np.round(scores[listed], 4)}  # fmt: skip
+        out = run("recommend", path, "--all-users", "-k", 3, seen, "--format", "csv",
+                  "--memory-budget", 1).stdout  # fmt: skip
+        assert out == pandas_csv(columns)
+        columns["title"] = titles_of(read_titles(titles), columns["item"])
+        out = run("recommend", path, "--all-users", "-k", 3, seen, "--format", "csv",
+                  "--items", titles).stdout  # fmt: skip
+        assert out == pandas_csv(columns)
+
+
+def test_recommend_csv_with_cold_start_is_what_pandas_wrote(tmp_path):
+    model = odd_model(3)
+    path = tmp_path / "odd.npz"
+    model.save(path)
+    users = ["a,b", "nobody", 'say "hi"', "07"]
+    ids, scores = model.recommend(users, 4, cold_start="popular")
+    cold = np.array([u not in model.user_map_ for u in users])
+    listed = ids != None  # noqa: E711
+    row, rank = np.nonzero(listed)
+    expected = pandas_csv({
+        "user": np.array(users, dtype=object)[row], "rank": rank + 1, "item": ids[listed],
+        "score": np.round(scores[listed], 4), "source": np.where(cold[row], "popular", "model"),
+    })  # fmt: skip
+    args = [a for u in users for a in ("--user", u)]
+    out = tmp_path / "rec.csv"
+    run("recommend", path, *args, "-k", 4, "--cold-start", "popular", "--format", "csv", "-o", out)
+    assert out.read_bytes() == expected.encode("utf-8")
 
 
 def test_recommend_errors(model_file):

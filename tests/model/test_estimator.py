@@ -12,6 +12,7 @@ from conftest import ML100K
 
 from mfrec.errors import DivergenceError, ModelFileError, NotFittedError, ParameterError
 from mfrec.model.estimator import MatrixFactorization
+from mfrec.ratings.idmap import IdMap
 from mfrec.ratings.ratingdata import RatingData
 from mfrec.training import objective
 from mfrec.training.solvers import SOLVERS
@@ -314,6 +315,40 @@ def test_ids_with_leading_zeros_are_distinct():
 def test_predict_takes_ints_and_scalars_as_ids(fitted):
     assert fitted.predict([3], [3]).shape == (1,)
     assert fitted.predict("u3", 3) == pytest.approx(fitted.predict(["u3"], ["3"]))
+
+
+@pytest.mark.parametrize("lookup", ["dict", "arrow", "pandas"])
+def test_many_ids_are_looked_up_alike_whatever_the_lookup(lookup, fitted, monkeypatch):
+    rng = np.random.default_rng(0)
+    users = np.array([*fitted.user_map_.ids, "nobody", "u01", "U1", "u1 "], dtype=object)
+    items = np.array([*fitted.item_map_.ids, "", "03", "3.0"], dtype=object)
+    u = users[rng.integers(0, len(users), 500)]
+    i = items[rng.integers(0, len(items), 500)]
+    one_by_one = [
+        (fitted.user_map_.index(a), fitted.item_map_.index(b)) for a, b in zip(u, i, strict=True)
+    ]
+    expected = fitted.predict_indices(*np.array(one_by_one).T)
+    if lookup != "dict":
+        monkeypatch.setattr("mfrec.ratings.idmap.DICT_LOOKUP_MAX", 10)
+    if lookup == "pandas":
+        monkeypatch.setattr(IdMap, "_arrow_indices", lambda self, arr: None)
+    assert np.array_equal(fitted.predict(u, i), expected)
+    assert np.array_equal(fitted.predict(u.astype(str), list(i)), expected)
+
+
+def test_many_ids_that_are_not_all_strings_are_looked_up_by_pandas(monkeypatch):
+    monkeypatch.setattr("mfrec.ratings.idmap.DICT_LOOKUP_MAX", 0)
+    ids = IdMap(["a", "1", "b"])
+    assert ids.indices(np.array([1, "b", None, "1"], dtype=object)).tolist() == [-1, 2, -1, 1]
+
+
+def test_ids_are_compared_as_numpy_strings():
+    # Raw IDs go through numpy's str: ints become their text; a trailing NUL is dropped.
+    model = MatrixFactorization.from_factors(
+        np.ones((2, 1)), np.ones((2, 1)), ["7", "a"], ["x", "y"], scale=(0.0, 5.0)
+    )
+    users = np.array([7, "a\x00", "a", np.str_("7")], dtype=object)
+    assert model.predict(users, ["x"] * 4, return_known=True)[1].tolist() == ["both"] * 4
 
 
 def test_predict_refuses_mismatched_lengths(fitted):

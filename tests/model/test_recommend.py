@@ -10,7 +10,7 @@ import pytest
 from builders import USERS, random_model, tiny_model
 
 from mfrec.errors import ParameterError, UnknownItemError, UnknownUserError
-from mfrec.kernels.topk import top_k_rows, top_k_rows_reference
+from mfrec.kernels.topk import CHUNK, top_k_rows, top_k_rows_reference
 from mfrec.model.estimator import MatrixFactorization
 from mfrec.model.recommend import block_rows, iter_recommendations, recommend_indices, top_k
 from mfrec.ratings.ratingdata import RatingData
@@ -137,11 +137,14 @@ def test_top_k_handles_users_given_in_any_order():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [1, 3, 12])
-def test_top_k_kernel_matches_its_reference(dtype, k):
+@pytest.mark.parametrize("m", [10, CHUNK, 3 * CHUNK + 7])  # inside a chunk, and across chunks
+def test_top_k_kernel_matches_its_reference(dtype, k, m):
     rng = np.random.default_rng(k)
-    n, m = 9, 10
+    n = 9
     S = rng.integers(-3, 4, (n, m)).astype(dtype)  # many ties
     S[4, 2] = np.nan  # never selected
+    S[5, ::2] = np.nan
+    S[6, m // 2 :] += 10  # the best columns late in the row
     bias = (rng.integers(-1, 2, m) / 2).astype(dtype)
     counts = rng.integers(0, 4, n)
     counts[7] = m  # every column excluded
