@@ -45,6 +45,9 @@ def squared_error_sum(
     """
     n = ratings.shape[0]
     n_chunks = (n + CHUNK - 1) // CHUNK
+    if n_chunks <= 1:
+        # One chunk (the same sum): no parallel region, which costs more than the chunk.
+        return _chunk_squared_errors(P, Q, bu, bi, mu, use_bias, users, items, ratings, 0, n)
     sums = np.zeros(n_chunks)
     for c in prange(n_chunks):
         sums[c] = _chunk_squared_errors(
@@ -113,6 +116,9 @@ def weighted_sq_norm(X: NDArray[np.floating], weights: NDArray[np.integer]) -> f
     """Σ_rows weights[row]·|X[row]|², accumulated in float64 (X is 2-D)."""
     n = X.shape[0]
     n_chunks = (n + CHUNK - 1) // CHUNK
+    if n_chunks <= 1:
+        # As in `squared_error_sum`: one chunk runs on the calling thread.
+        return _chunk_weighted_sq(X, weights, 0, n)
     sums = np.zeros(n_chunks)
     for c in prange(n_chunks):
         sums[c] = _chunk_weighted_sq(X, weights, c * CHUNK, min(n, (c + 1) * CHUNK))
