@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import DTYPES_SLOW64
 
 from mfrec.kernels.als import als_half_step, als_half_step_reference
 from mfrec.kernels.minibatch import (
@@ -25,7 +26,8 @@ from mfrec.kernels.threads import available_threads, numba_threads
 from mfrec.training.optimizers import OptimizerState
 from mfrec.training.state import Factors
 
-DTYPES = [np.float32, np.float64]
+# float64 cases run with the slow tests: they compile a second specialization of each kernel.
+DTYPES = DTYPES_SLOW64
 OPTS = [OPT_CONSTANT, OPT_ADAGRAD, OPT_MOMENTUM, OPT_ADAM]
 
 

@@ -31,7 +31,8 @@ from mfrec.training.solvers.bgd import BGD
 from mfrec.training.solvers.sgd import WorkingCopy
 from mfrec.training.state import DEFAULT_INIT_STD, Factors, SolverParams
 
-DTYPES = [np.float32, np.float64]
+# float64 cases run with the slow tests: they compile a second specialization of each kernel.
+DTYPES = DTYPES_SLOW64
 THREADS = sorted({1, available_threads()})
 
 

@@ -3,7 +3,7 @@ giving the same bits as on one. Speed itself is measured in benchmarks/, never a
 
 import numpy as np
 import pytest
-from conftest import planted
+from conftest import DTYPES_SLOW64, planted
 from numba import njit
 
 from mfrec.kernels.minibatch import PARALLEL_BATCH
@@ -12,7 +12,8 @@ from mfrec.kernels.threads import available_threads
 from mfrec.training.solvers import get_solver
 from mfrec.training.state import DEFAULT_INIT_STD, Factors, SolverParams
 
-DTYPES = [np.float32, np.float64]
+# float64 cases run with the slow tests: they compile a second specialization of each kernel.
+DTYPES = DTYPES_SLOW64
 THREADS = sorted({1, min(2, available_threads())})
 
 

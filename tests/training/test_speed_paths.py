@@ -33,7 +33,8 @@ from mfrec.training.blocks import Grid, build_grid, grid_size
 from mfrec.training.solvers.sgd import SGD, WorkingCopy, aligned_zeros
 from mfrec.training.state import DEFAULT_INIT_STD, Factors, SolverParams, TrainSet
 
-DTYPES = [np.float32, np.float64]
+# float64 cases run with the slow tests: they compile a second specialization of each kernel.
+DTYPES = DTYPES_SLOW64
 
 
 def close(dtype):
