@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from mfrec.model.estimator import MatrixFactorization
@@ -62,3 +64,28 @@ class Exploding(Solver):
         self.factors.P *= 10
         self.factors.Q *= 10
         return 1
+
+
+def write(tmp_path: Path, content: str | bytes, name: str = "r.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+def fields_of(data) -> dict:
+    """Everything a RatingData holds, in a form where equal means identical (bytes, types)."""
+
+    def array(a):
+        return None if a is None else (a.dtype.str, a.shape, a.tobytes(), a.flags.c_contiguous)
+
+    return {
+        "users": array(data.users),
+        "items": array(data.items),
+        "ratings": array(data.ratings),
+        "timestamps": array(data.timestamps),
+        "user_ids": [(type(x), x) for x in data.user_map.ids],
+        "item_ids": [(type(x), x) for x in data.item_map.ids],
+        "scale": repr(data.scale),
+        "layout": data.layout,
+        "source": data.source,
+    }

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import fields_of, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,31 +27,6 @@ from mfrec.errors import DataFormatError
 from mfrec.ratings import arrowcsv, load
 
 pytest.importorskip("pyarrow")
-
-
-def write(tmp_path: Path, content: str | bytes, name: str = "r.csv") -> Path:
-    path = tmp_path / name
-    path.write_bytes(content.encode() if isinstance(content, str) else content)
-    return path
-
-
-def fields_of(data) -> dict:
-    """Everything a RatingData holds, in a form where equal means identical (bytes, types)."""
-
-    def array(a):
-        return None if a is None else (a.dtype.str, a.shape, a.tobytes(), a.flags.c_contiguous)
-
-    return {
-        "users": array(data.users),
-        "items": array(data.items),
-        "ratings": array(data.ratings),
-        "timestamps": array(data.timestamps),
-        "user_ids": [(type(x), x) for x in data.user_map.ids],
-        "item_ids": [(type(x), x) for x in data.item_map.ids],
-        "scale": repr(data.scale),
-        "layout": data.layout,
-        "source": data.source,
-    }
 
 
 def read(path: Path, *, arrow: bool, piece: int = 64, block: int = 128, **kwargs):
